@@ -1,0 +1,54 @@
+"""The one bridge from a model and a packed batch to per-token log-probs; every loss starts from here.
+
+Convention: `logprobs_B_T[b, t]` is log p(input_ids[b, t] | the tokens before it in the same sequence), read from
+the logits at t - 1. Slots with no predecessor in their sequence (its first token, padding) hold 0 and are never
+targets: `target_mask` is the loss mask restricted to slots that have one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from posttrain.packing import PackedBatch, attention_mask_4d
+
+
+def forward_logits(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
+    """(B, T, V) logits for a packed batch, with per-sequence positions and a block-causal mask."""
+    config = model.config
+    mask = attention_mask_4d(batch.seq_ids, config._attn_implementation, model.dtype)
+    out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False)
+    return out.logits
+
+
+def gather_logprobs(logits_B_T_V: torch.Tensor, input_ids_B_T: torch.Tensor) -> torch.Tensor:
+    """(B, T): log-prob of each token from the previous slot's logits; slot 0 gets 0."""
+    logits = logits_B_T_V[:, :-1]
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 logits lose too much in softmax
+    targets = input_ids_B_T[:, 1:]
+    picked = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return torch.nn.functional.pad(picked, (1, 0))
+
+
+def target_mask(batch: PackedBatch) -> torch.Tensor:
+    """(B, T) bool: trained tokens that have a predecessor in their own sequence."""
+    return batch.loss_mask & (batch.position_ids > 0) & (batch.seq_ids >= 0)
+
+
+def token_logprobs(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
+    """(B, T) per-token log-probs of a packed batch, zero outside `target_mask`."""
+    logprobs = gather_logprobs(forward_logits(model, batch), batch.input_ids)
+    return logprobs * target_mask(batch)
+
+
+def per_sequence_sum(values_B_T: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+    """(N,) sums of a per-token quantity over each sequence's targets, in `batch.sequence_indices` order."""
+    mask = target_mask(batch)
+    index = {s: n for n, s in enumerate(batch.sequence_indices)}
+    slot_to_seq = torch.tensor([index.get(int(s), 0) for s in batch.seq_ids.flatten()]).view_as(batch.seq_ids)
+    sums = torch.zeros(len(index), dtype=values_B_T.dtype, device=values_B_T.device)
+    return sums.index_add(0, slot_to_seq[mask], values_B_T[mask])
+
+
+def per_sequence_count(batch: PackedBatch) -> torch.Tensor:
+    """(N,) number of target tokens in each sequence, in `batch.sequence_indices` order."""
+    return per_sequence_sum(torch.ones(batch.seq_ids.shape), batch)
