@@ -45,10 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
-        stage.set_defaults(run=_not_available(name))
+        if name in BUILT:
+            BUILT[name](stage)
+        else:
+            stage.set_defaults(run=_not_available(name))
     validate = sub.add_parser("validate", help="check a data file against a schema", description="check a data file")
     _add_validate(validate)
     return parser
+
+
+def _add_sft(parser: argparse.ArgumentParser) -> None:
+    from posttrain.stages import sft
+    from posttrain.train.config import add_config_arguments, config_from_args
+
+    add_config_arguments(parser, sft.SFTConfig)
+    parser.set_defaults(run=lambda args: _report(sft.run(config_from_args(sft.SFTConfig, args))))
+
+
+def _report(final_dir) -> int:
+    print(f"final model: {final_dir}")
+    return 0
+
+
+BUILT: dict[str, Callable[[argparse.ArgumentParser], None]] = {"sft": _add_sft}
 
 
 def _add_validate(parser: argparse.ArgumentParser) -> None:
@@ -66,4 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+        print(f"posttrain {args.command}: {err}", file=sys.stderr)
+        return 1

@@ -11,6 +11,7 @@ block-diagonal causal mask built by `attention_mask_4d`.
 from __future__ import annotations
 
 import bisect
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,11 @@ class PackedBatch:
     loss_mask: torch.Tensor  # (B, T) bool, True where the token is a training target
     seq_ids: torch.Tensor  # (B, T) long, index into the packed list, -1 for padding
     sequence_indices: tuple[int, ...]  # the original indices of the sequences in this batch, sorted
+
+    def to(self, device: torch.device | str) -> PackedBatch:
+        """The same batch with its tensors on `device`."""
+        move = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        return PackedBatch(**move, sequence_indices=self.sequence_indices)
 
     @property
     def n_real_tokens(self) -> int:
@@ -60,10 +66,20 @@ def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]
 
 
 def pack(
-    sequences: Sequence[RenderedSequence], row_tokens: int, rows_per_batch: int = 1, pad_id: int = 0
+    sequences: Sequence[RenderedSequence],
+    row_tokens: int,
+    rows_per_batch: int = 1,
+    pad_id: int = 0,
+    seed: int | None = None,
 ) -> list[PackedBatch]:
-    """Pack sequences into batches of `rows_per_batch` rows of `row_tokens` slots each."""
+    """Pack sequences into batches of `rows_per_batch` rows of `row_tokens` slots each.
+
+    Best-fit decreasing orders rows longest-first; with a `seed` the rows are shuffled before being grouped into
+    batches, so training does not see all long sequences first.
+    """
     rows = best_fit_decreasing([len(s) for s in sequences], row_tokens)
+    if seed is not None:
+        random.Random(seed).shuffle(rows)
     return [
         _collate(sequences, rows[start : start + rows_per_batch], row_tokens, pad_id)
         for start in range(0, len(rows), rows_per_batch)

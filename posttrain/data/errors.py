@@ -8,7 +8,8 @@ from posttrain.types import Source
 class DataError(ValueError):
     """A record that cannot be used, located precisely: `path:line: field 'x': problem`."""
 
-    def __init__(self, source: Source, field: str, problem: str):
+    def __init__(self, source: Source | None, field: str, problem: str):
+        source = source or Source("<in-memory record>", 0)
         self.source = source
         self.field = field
         self.problem = problem

@@ -1,0 +1,208 @@
+"""Supervised fine-tuning: next-token NLL on assistant tokens of packed chat conversations.
+
+The loop: render and pack the data (best-fit decreasing, block-diagonal attention), then per optimizer step
+accumulate `grad_accum` packed micro-batches, normalising by the step's total trained tokens so that every token
+weighs the same however the step was split; clip, step AdamW and the warmup-cosine schedule; log; evaluate on
+the held-out set every `eval_every` steps; checkpoint every `save_every` steps.
+
+A killed run resumes with `resume=true` from its newest checkpoint and, on CPU, reproduces the uninterrupted
+run's per-step losses exactly: the data order is a function of (seed, epoch) and the checkpoint holds the data
+position, the optimizer, the scheduler and every RNG.
+
+Launch:
+    posttrain sft --model smollm2-135m-instruct --data train.jsonl --output runs/sft
+    posttrain sft --config sft.yaml lr=1e-4 lora=true
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from posttrain.data import load_records
+from posttrain.logprobs import target_mask, token_logprobs
+from posttrain.losses.sft import sft_loss
+from posttrain.models import LoraSpec, load_policy, save_model
+from posttrain.packing import PackedBatch
+from posttrain.render import render_messages
+from posttrain.train.batches import epoch_batches, render_all
+from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from posttrain.train.config import option, save_config
+from posttrain.train.io import atomic_write_json
+from posttrain.train.manifest import write_manifest
+from posttrain.train.optim import autocast, build_optimizer, build_scheduler, resolve_precision
+from posttrain.train.tracking import MetricsLogger, peak_memory_mb, truncate_metrics
+
+log = logging.getLogger("posttrain.sft")
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    model: str = option("smollm2-135m-instruct", "model spec: HF directory, smollm2-135m-instruct or tiny-random-*")
+    data: str = option("", "training data (sft schema): .jsonl, .parquet or a datasets directory")
+    eval_data: str = option("", "held-out data for the eval loss (sft schema); empty: no eval")
+    output: str = option("runs/sft", "run directory")
+    max_length: int = option(1024, "longest sample in tokens; also the packed row length")
+    rows_per_batch: int = option(4, "packed rows per micro-batch")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    epochs: int = option(1, "passes over the data (ignored when max_steps > 0)")
+    max_steps: int = option(0, "optimizer steps to run; 0: as many as `epochs` needs")
+    lr: float = option(2e-5, "peak learning rate")
+    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of the peak (cosine decay)")
+    warmup_ratio: float = option(0.05, "fraction of steps spent warming up linearly")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms)")
+    grad_clip: float = option(1.0, "clip the gradient norm to this; 0: no clipping")
+    precision: str = option("auto", "auto (bf16 where supported), bf16 (autocast) or fp32")
+    lora: bool = option(False, "train LoRA adapters instead of all weights")
+    lora_r: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA alpha")
+    lora_targets: tuple[str, ...] = option(LoraSpec.target_modules, "modules that get LoRA adapters")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
+    eval_every: int = option(50, "evaluate every N steps; 0: only at the end")
+    save_every: int = option(100, "checkpoint every N steps; 0: never")
+    keep_last: int = option(2, "checkpoints to keep")
+    resume: bool = option(False, "continue from the newest checkpoint in `output`")
+    seed: int = option(0, "seed for data order and initialisation")
+    skip_invalid: bool = option(False, "skip (and count) invalid or too-long records instead of failing")
+    trackers: tuple[str, ...] = option((), "extra trackers: tensorboard, wandb, trackio")
+    progress: bool = option(True, "show a progress bar")
+
+
+def load_sequences(path: str, tokenizer, config: SFTConfig):
+    """Load, validate and render an SFT file; returns the rendered sequences and what was skipped."""
+    loaded = load_records(path, "sft", skip_invalid=config.skip_invalid)
+    sequences, report = render_all(
+        loaded.records, lambda r: render_messages(tokenizer, r.messages), config.max_length, config.skip_invalid
+    )
+    log.info("%s; %s", loaded.summary(), report.summary(path))
+    return sequences, len(loaded.skipped) + len(report.skipped)
+
+
+def setup_model(config: SFTConfig, device: torch.device):
+    """The policy and tokenizer, with LoRA and gradient checkpointing as configured."""
+    torch.manual_seed(config.seed)
+    lora = LoraSpec(config.lora_r, config.lora_alpha, 0.0, config.lora_targets) if config.lora else None
+    model, tokenizer = load_policy(config.model, lora=lora)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora:
+            model.enable_input_require_grads()
+    return model.to(device).train(), tokenizer
+
+
+def train_step(model, micro_batches: list[PackedBatch], optimizer, scheduler, config: SFTConfig, device, precision):
+    """One optimizer step over `micro_batches`; returns the step's metrics."""
+    n_tokens = sum(int(target_mask(b).sum()) for b in micro_batches)
+    nll_sum = 0.0
+    for batch in micro_batches:
+        batch = batch.to(device)
+        with autocast(precision, device):
+            logprobs = token_logprobs(model, batch)
+        loss, metrics = sft_loss(logprobs, target_mask(batch), normalizer=n_tokens)
+        loss.backward()
+        nll_sum += metrics["nll_sum"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    real = sum(b.n_real_tokens for b in micro_batches)
+    slots = sum(b.seq_ids.numel() for b in micro_batches)
+    return {"loss": nll_sum / max(n_tokens, 1), "lr": lr, "grad_norm": float(grad_norm), "tokens": real,
+            "trained_tokens": n_tokens, "packing_efficiency": real / slots}  # fmt: skip
+
+
+@torch.no_grad()
+def eval_loss(model, batches: list[PackedBatch], device, precision) -> float:
+    """Mean NLL per trained token over the held-out batches."""
+    model.eval()
+    nll, count = 0.0, 0
+    for batch in batches:
+        batch = batch.to(device)
+        with autocast(precision, device):
+            logprobs = token_logprobs(model, batch)
+        _, metrics = sft_loss(logprobs, target_mask(batch))
+        nll, count = nll + metrics["nll_sum"], count + metrics["n_tokens"]
+    model.train()
+    return nll / max(count, 1)
+
+
+def _start(config: SFTConfig, run_dir: Path, model, optimizer, scheduler) -> dict:
+    """Fresh state, or the state of the newest checkpoint when resuming."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return {"step": 0, "epoch": 0, "cursor": 0, "sequences_seen": 0}
+    if not config.resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoints: pass resume=true, or choose another output")
+    state = load_checkpoint(checkpoint, model, optimizer, scheduler)
+    truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+    log.info(
+        "resumed from %s (step %d, epoch %d, batch %d)", checkpoint, state["step"], state["epoch"], state["cursor"]
+    )
+    return state
+
+
+def run(config: SFTConfig) -> Path:
+    """Train, evaluate and save; returns the final model directory."""
+    if not config.data:
+        raise ValueError("sft needs training data: --data FILE")
+    run_dir = Path(config.output)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(config.precision, device)
+    model, tokenizer = setup_model(config, device)
+    train_seqs, n_skipped = load_sequences(config.data, tokenizer, config)
+    eval_batches = []
+    if config.eval_data:
+        eval_seqs, _ = load_sequences(config.eval_data, tokenizer, config)
+        eval_batches = epoch_batches(eval_seqs, config.max_length, config.rows_per_batch, tokenizer.pad_token_id, 0, 0)
+
+    def batches_for(epoch: int) -> list[PackedBatch]:
+        return epoch_batches(
+            train_seqs, config.max_length, config.rows_per_batch, tokenizer.pad_token_id, config.seed, epoch
+        )
+
+    steps_per_epoch = math.ceil(len(batches_for(0)) / config.grad_accum)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    scheduler = build_scheduler(optimizer, round(config.warmup_ratio * total_steps), total_steps, config.min_lr_ratio)
+    state = _start(config, run_dir, model, optimizer, scheduler)
+    save_config(config, run_dir / "config.yaml")
+    write_manifest(run_dir, "sft", config.model, {"data": config.data, "eval_data": config.eval_data},
+                   {"precision": precision, "skipped_records": n_skipped, "train_sequences": len(train_seqs)})  # fmt: skip
+    metrics_log = MetricsLogger(run_dir, config.trackers)
+    bar = tqdm(total=total_steps, initial=state["step"], desc="sft", disable=not config.progress, unit="step")
+    step, epoch, cursor, seen = state["step"], state["epoch"], state["cursor"], state["sequences_seen"]
+    batches, row = batches_for(epoch), {}
+    while step < total_steps:
+        if cursor >= len(batches):
+            epoch, cursor = epoch + 1, 0
+            batches = batches_for(epoch)
+        micro = batches[cursor : cursor + config.grad_accum]
+        started = time.perf_counter()
+        row = train_step(model, micro, optimizer, scheduler, config, device, precision)
+        elapsed = time.perf_counter() - started
+        step, cursor, seen = step + 1, cursor + len(micro), seen + sum(len(b.sequence_indices) for b in micro)
+        row = {"step": step, "epoch": epoch, "sequences_seen": seen, **row, "tokens_per_s": row["tokens"] / elapsed,
+               "step_time_s": elapsed, "peak_memory_mb": peak_memory_mb(device)}  # fmt: skip
+        if eval_batches and ((config.eval_every and step % config.eval_every == 0) or step == total_steps):
+            row["eval_loss"] = eval_loss(model, eval_batches, device, precision)
+        metrics_log.log(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
+        if config.save_every and step % config.save_every == 0 and step < total_steps:
+            position = {"epoch": epoch, "cursor": cursor, "sequences_seen": seen}
+            save_checkpoint(run_dir, step, model, optimizer, scheduler, position, config.keep_last)
+    bar.close()
+    metrics_log.close()
+    final_eval = row.get("eval_loss")
+    if final_eval is None and eval_batches:
+        final_eval = eval_loss(model, eval_batches, device, precision)
+    atomic_write_json(run_dir / "eval.json", {"eval_loss": final_eval, "steps": step})
+    return save_model(model, tokenizer, run_dir / "final")

@@ -1,0 +1,88 @@
+"""Metrics: `metrics.jsonl` in the run directory always; TensorBoard, W&B or trackio when asked for and installed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posttrain.train.io import atomic_write_text
+
+log = logging.getLogger("posttrain.train")
+TRACKERS = ("tensorboard", "wandb", "trackio")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: allocated GPU memory on CUDA, else the resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep only rows up to `last_step` (and drop a torn final line): a resumed run rewrites what came after."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write; the resumed run writes that step again
+        if row.get("step", 0) <= last_step:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+class MetricsLogger:
+    """Append one JSON row per call to metrics.jsonl and forward it to any enabled trackers."""
+
+    def __init__(self, run_dir: Path, trackers: tuple[str, ...] = (), config: dict[str, Any] | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a")
+        self._sinks = [_open_tracker(name, run_dir, config or {}) for name in trackers]
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Write one row (it must hold `step`) and flush it to disk."""
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        for sink in self._sinks:
+            sink(row)
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._file.close()
+
+
+def _open_tracker(name: str, run_dir: Path, config: dict[str, Any]):
+    """A callable that forwards a metrics row to one tracker; a clear error if the package is missing."""
+    if name not in TRACKERS:
+        raise ValueError(f"unknown tracker {name!r}; choose from {', '.join(TRACKERS)}")
+    try:
+        if name == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            return lambda row: [writer.add_scalar(k, v, row["step"]) for k, v in _scalars(row).items()]
+        if name == "wandb":
+            import wandb
+
+            run = wandb.init(dir=str(run_dir), config=config)
+            return lambda row: run.log(_scalars(row), step=row["step"])
+        import trackio
+
+        trackio.init(project="posttrain", config=config)
+        return lambda row: trackio.log(_scalars(row))
+    except ImportError as err:
+        raise ImportError(f"tracker {name!r} was requested but its package is not installed: {err}") from err
+
+
+def _scalars(row: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
