@@ -62,12 +62,20 @@ def _add_sft(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=lambda args: _report(sft.run(config_from_args(sft.SFTConfig, args))))
 
 
+def _add_demo(parser: argparse.ArgumentParser) -> None:
+    from posttrain.demo import run as demo
+    from posttrain.train.config import add_config_arguments, config_from_args
+
+    add_config_arguments(parser, demo.DemoConfig)
+    parser.set_defaults(run=lambda args: demo.run(config_from_args(demo.DemoConfig, args)) and 0)
+
+
 def _report(final_dir) -> int:
     print(f"final model: {final_dir}")
     return 0
 
 
-BUILT: dict[str, Callable[[argparse.ArgumentParser], None]] = {"sft": _add_sft}
+BUILT: dict[str, Callable[[argparse.ArgumentParser], None]] = {"sft": _add_sft, "demo": _add_demo}
 
 
 def _add_validate(parser: argparse.ArgumentParser) -> None:

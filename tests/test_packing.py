@@ -7,7 +7,14 @@ import random
 import pytest
 import torch
 
-from posttrain.logprobs import gather_logprobs, per_sequence_count, per_sequence_sum, token_logprobs
+from posttrain.logprobs import (
+    forward_logits,
+    gather_logprobs,
+    per_sequence_count,
+    per_sequence_sum,
+    target_mask,
+    token_logprobs,
+)
 from posttrain.models import load_policy
 from posttrain.packing import best_fit_decreasing, block_causal_mask, pack
 from posttrain.render import render_messages
@@ -118,3 +125,19 @@ def test_position_ids_alone_leak_across_sequences_when_a_cache_is_in_play(smollm
             logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=use_cache).logits
             gap = (gather_logprobs(logits, batch.input_ids) - isolated)[targets].abs().max()
             assert bool(gap > 1e-2) is leaks, (use_cache, float(gap))
+
+
+@pytest.mark.parametrize("preset", ["tiny-random-llama", "tiny-random-qwen2"])
+def test_target_only_head_equals_the_full_forward(preset):
+    """The fast path (projection on target positions only) must give the full forward's numbers and gradients."""
+    model, tokenizer = load_policy(preset, dtype=torch.float64)
+    (batch,) = pack(_conversations(tokenizer, 5, seed=7), row_tokens=512, pad_id=tokenizer.pad_token_id)
+    fast = token_logprobs(model, batch)
+    fast.sum().backward()
+    fast_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    full = gather_logprobs(forward_logits(model, batch), batch.input_ids) * target_mask(batch)
+    full.sum().backward()
+    torch.testing.assert_close(fast, full)
+    for a, p in zip(fast_grads, model.parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad)

@@ -1,0 +1,78 @@
+"""The demo's checkpoint evaluation: arithmetic accuracy and format, refusal of harmful prompts, over-refusal.
+
+Each held-out file is an rl-schema JSONL (`posttrain.data`); its `verifier` field says how replies are judged:
+`math` (numeric final answer, plus format compliance), `refusal` (should refuse) or `compliance` (should not).
+Rates come with a 95% Wilson interval, since the sets are small.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from posttrain.data import load_records
+from posttrain.eval.generate import generate_texts
+from posttrain.eval.judges import answer_correct, follows_format, is_refusal
+
+MAX_NEW_TOKENS = {"math": 128, "refusal": 48, "compliance": 48}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k successes out of n, with a 95% Wilson score interval."""
+
+    k: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        """k / n."""
+        return self.k / self.n if self.n else float("nan")
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """The Wilson score interval."""
+        if not self.n:
+            return (float("nan"), float("nan"))
+        p, n = self.value, self.n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return (max(0.0, centre - half), min(1.0, centre + half))
+
+    def as_dict(self) -> dict[str, float]:
+        """For eval.json."""
+        low, high = self.interval()
+        return {"value": self.value, "k": self.k, "n": self.n, "ci95_low": low, "ci95_high": high}
+
+
+def score_replies(verifier: str, replies: list[str], answers: list) -> dict[str, Rate]:
+    """The metrics of one held-out set."""
+    n = len(replies)
+    if verifier == "math":
+        correct = sum(answer_correct(r, a) for r, a in zip(replies, answers, strict=True))
+        return {"accuracy": Rate(correct, n), "format": Rate(sum(map(follows_format, replies)), n)}
+    if verifier == "refusal":
+        return {"refusal_rate": Rate(sum(map(is_refusal, replies)), n)}
+    if verifier == "compliance":
+        return {"over_refusal": Rate(sum(map(is_refusal, replies)), n)}
+    raise ValueError(f"no demo judge for verifier {verifier!r}")
+
+
+def evaluate(model, tokenizer, sets: Mapping[str, str], progress: bool = True) -> dict:
+    """Generate greedily (bf16 weights copy) on each held-out set and score it; also returns sample replies."""
+    generator = copy.deepcopy(model).to(torch.bfloat16)
+    results: dict = {}
+    for name, path in sets.items():
+        tasks = load_records(path, "rl").records
+        verifier = tasks[0].verifier
+        replies = generate_texts(generator, tokenizer, [t.prompt for t in tasks], MAX_NEW_TOKENS[verifier],
+                                 batch_size=32, desc=f"eval {name}", progress=progress)  # fmt: skip
+        rates = score_replies(verifier, replies, [t.answer for t in tasks])
+        results[name] = {metric: rate.as_dict() for metric, rate in rates.items()}
+        results[name]["samples"] = [
+            {"prompt": t.prompt[-1].content, "reply": r} for t, r in zip(tasks[:3], replies, strict=False)
+        ]
+    return results
