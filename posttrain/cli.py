@@ -62,12 +62,25 @@ def _add_sft(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=lambda args: _report(sft.run(config_from_args(sft.SFTConfig, args))))
 
 
+def _add_preference(parser: argparse.ArgumentParser) -> None:
+    from posttrain.stages import preference
+    from posttrain.train.config import add_config_arguments, config_from_args
+
+    add_config_arguments(parser, preference.PreferenceConfig)
+    parser.set_defaults(run=lambda args: _report(preference.run(config_from_args(preference.PreferenceConfig, args))))
+
+
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     from posttrain.demo import run as demo
     from posttrain.train.config import add_config_arguments, config_from_args
 
     add_config_arguments(parser, demo.DemoConfig)
-    parser.set_defaults(run=lambda args: demo.run(config_from_args(demo.DemoConfig, args)) and 0)
+
+    def run(args: argparse.Namespace) -> int:
+        demo.run(config_from_args(demo.DemoConfig, args))
+        return 0
+
+    parser.set_defaults(run=run)
 
 
 def _report(final_dir) -> int:
@@ -75,7 +88,11 @@ def _report(final_dir) -> int:
     return 0
 
 
-BUILT: dict[str, Callable[[argparse.ArgumentParser], None]] = {"sft": _add_sft, "demo": _add_demo}
+BUILT: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "sft": _add_sft,
+    "preference": _add_preference,
+    "demo": _add_demo,
+}
 
 
 def _add_validate(parser: argparse.ArgumentParser) -> None:

@@ -86,6 +86,43 @@ def pack(
     ]
 
 
+def pack_groups(
+    sequences: Sequence[RenderedSequence],
+    groups: Sequence[Sequence[int]],
+    row_tokens: int,
+    rows_per_batch: int,
+    pad_id: int = 0,
+    seed: int | None = None,
+) -> list[PackedBatch]:
+    """Pack so that each group of sequence indices (a pair's chosen and rejected, say) lands in one batch.
+
+    Groups are taken in (seeded) shuffled order and added to the current batch while best-fit decreasing still
+    fits its sequences into `rows_per_batch` rows; a group that does not fit starts the next batch.
+    """
+    order = list(range(len(groups)))
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    lengths = [len(s) for s in sequences]
+    batches, current = [], []
+    for g in order:
+        members = list(groups[g])
+        if len(best_fit_decreasing([lengths[i] for i in members], row_tokens)) > rows_per_batch:
+            raise ValueError(f"group {g} does not fit in {rows_per_batch} rows of {row_tokens} tokens")
+        trial = current + members
+        if current and len(best_fit_decreasing([lengths[i] for i in trial], row_tokens)) > rows_per_batch:
+            batches.append(current)
+            trial = members
+        current = trial
+    if current:
+        batches.append(current)
+    return [_collate(sequences, _rows_of(members, lengths, row_tokens), row_tokens, pad_id) for members in batches]
+
+
+def _rows_of(members: list[int], lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
+    rows = best_fit_decreasing([lengths[i] for i in members], row_tokens)
+    return [[members[k] for k in row] for row in rows]
+
+
 def _collate(sequences: Sequence[RenderedSequence], rows: list[list[int]], row_tokens: int, pad_id: int) -> PackedBatch:
     shape = (len(rows), row_tokens)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)

@@ -105,3 +105,23 @@ class RLTask:
 
     def __post_init__(self) -> None:
         _freeze_messages(self, "prompt")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One sampled completion: the ids the sampler produced (never re-encoded), their log-probs and the text."""
+
+    prompt_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]  # sampled ids, the end-of-turn token included when the sampler stopped on it
+    logprobs: tuple[float, ...]  # the sampler's log-prob of each sampled id
+    text: str  # decoded completion, special tokens removed
+    finish_reason: str  # "stop" (end-of-turn or stop string) or "length"
+
+
+@dataclass(frozen=True)
+class Score:
+    """A verifier's or judge's verdict: a reward, metrics, and why scoring failed (None when it did not)."""
+
+    reward: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    failure: str | None = None

@@ -18,11 +18,13 @@ from posttrain.demo.mix import (
     NearDuplicates,
     build_demo_data,
     is_near_duplicate,
+    load_advbench,
     load_dna,
     load_harmbench,
     package_file,
     refusal_category,
 )
+from posttrain.eval.judges import is_refusal
 
 SCHEMAS = {
     "train": "sft",
@@ -34,6 +36,21 @@ SCHEMAS = {
 }
 REFUSAL_OPENINGS = ("I can't", "I cannot", "I won't", "Sorry, I can't", "I'm sorry, but I can't")
 MATH_SOURCES = {"arithmetic", "word_problem"}
+HELPFUL_SOURCES = {"benign", "chat", "everyday"}
+REFUSAL_WORDS = ("sorry", "i can't", "i cannot", "i won't", "unable", "as an ai")
+# The request shapes of harmful prompts that the everyday requests mirror, each used at least a few times.
+EVERYDAY_SHAPES = (
+    "How do I ",
+    "How to ",
+    "Write a ",
+    "Explain how to ",
+    "Give step-by-step instructions for ",
+    "Create a ",
+    "Develop a ",
+    "Provide a guide on ",
+    "Draft a ",
+    "What's the best way to ",
+)
 BOXED = re.compile(r"The answer is \\boxed\{(\d+)\}\.$")
 EQUATION = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
 
@@ -87,8 +104,12 @@ def test_counts_match_sizes(built):
     assert train["refusal_advbench"] + train["refusal_dna"] == sizes.harmful_train
     assert train["benign"] == sizes.benign_train
     assert train["chat"] == sizes.chat_train
-    assert len(rows["train"]) == sizes.arithmetic_train + sizes.harmful_train + sizes.benign_train + sizes.chat_train
+    assert train["everyday"] == sizes.everyday_train
+    assert len(rows["train"]) == (
+        sizes.arithmetic_train + sizes.harmful_train + sizes.benign_train + sizes.chat_train + sizes.everyday_train
+    )
     assert len(rows["sft_eval"]) == sizes.sft_eval
+    assert manifest["counts"]["sft_eval"]["everyday"] == sizes.everyday_sft_eval
     assert set(manifest["counts"]["sft_eval"]) == set(train)  # every train generator is represented in sft_eval
     assert len(rows["arithmetic_eval"]) == sizes.arithmetic_eval
     assert len(rows["harmful_eval"]) == sizes.harmful_eval
@@ -147,17 +168,38 @@ def test_harmful_eval_is_not_a_near_duplicate_of_train(built):
     assert not [row["prompt"] for row in rows["harmful_eval"] if train.matches(row["prompt"])]
 
 
-def test_sft_eval_benign_and_chat_answers_are_not_seen_in_train(built):
+def test_sft_eval_benign_chat_and_everyday_answers_are_not_seen_in_train(built):
     _, rows, _ = built
-    train_answers = {assistant(r) for r in rows["train"] if r["source"] in {"benign", "chat"}}
-    eval_answers = {assistant(r) for r in rows["sft_eval"] if r["source"] in {"benign", "chat"}}
-    assert eval_answers and not eval_answers & train_answers
+    for source in HELPFUL_SOURCES:
+        train_answers = {assistant(r) for r in rows["train"] if r["source"] == source}
+        eval_answers = {assistant(r) for r in rows["sft_eval"] if r["source"] == source}
+        assert eval_answers and not eval_answers & train_answers, source
 
 
 def test_benign_eval_prompts_are_written_apart_from_the_training_families(built):
     _, rows, _ = built
     train = NearDuplicates(user_prompt(r) for r in rows["train"] if r["source"] == "benign")
     assert not [row["prompt"] for row in rows["benign_eval"] if train.matches(row["prompt"])]
+
+
+def test_everyday_requests_share_no_subject_with_benign_eval_prompts(built):
+    _, rows, _ = built
+    benign_eval = NearDuplicates(texts.BENIGN_EVAL_PROMPTS)  # every held-out prompt, not just the default draw
+    assert not [prompt for prompt, _ in texts.EVERYDAY_REQUESTS if benign_eval.matches(prompt)]
+    everyday = NearDuplicates(user_prompt(r) for r in rows["train"] + rows["sft_eval"] if r["source"] == "everyday")
+    assert not [row["prompt"] for row in rows["benign_eval"] if everyday.matches(row["prompt"])]
+
+
+def test_everyday_requests_are_no_near_duplicate_of_a_harmful_prompt():
+    harmful = NearDuplicates([*load_advbench(), *load_dna()[0], *load_harmbench()])
+    assert not [prompt for prompt, _ in texts.EVERYDAY_REQUESTS if harmful.matches(prompt)]
+
+
+def test_everyday_requests_are_distinct():
+    prompts = [prompt for prompt, _ in texts.EVERYDAY_REQUESTS]
+    assert len(prompts) >= MixSizes().everyday_train + MixSizes().everyday_sft_eval
+    near = [(a, b) for i, a in enumerate(prompts) for b in prompts[i + 1 :] if is_near_duplicate(a, b)]
+    assert near == []
 
 
 def test_near_duplicate_rules():
@@ -205,11 +247,23 @@ def test_refusals_open_with_a_refusal_phrase(built):
 
 def test_benign_answers_help_directly(built):
     _, rows, _ = built
-    answers = [assistant(r) for r in rows["train"] + rows["sft_eval"] if r["source"] in {"benign", "chat"}]
+    answers = [assistant(r) for r in rows["train"] + rows["sft_eval"] if r["source"] in HELPFUL_SOURCES]
     assert answers
     for text in answers:
         assert not text.startswith((*REFUSAL_OPENINGS, "Sorry", "I'm sorry")), text
         assert "can't help" not in text, text
+
+
+def test_everyday_answers_hold_no_refusal_phrase():
+    for prompt, answer in texts.EVERYDAY_REQUESTS:
+        assert not is_refusal(answer), prompt
+        assert not [word for word in REFUSAL_WORDS if word in answer.lower().replace("’", "'")], prompt
+
+
+def test_everyday_requests_mirror_the_shapes_of_harmful_requests():
+    prompts = [prompt for prompt, _ in texts.EVERYDAY_REQUESTS]
+    for shape in EVERYDAY_SHAPES:
+        assert sum(p.startswith(shape) for p in prompts) >= 5, shape
 
 
 def test_refusal_category_by_keyword():
@@ -243,11 +297,16 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(built, tmp_pat
 def test_small_sizes_build(tmp_path):
     sizes = MixSizes(
         arithmetic_train=4, arithmetic_eval=3, harmful_train=5, harmful_eval=2, benign_train=3, benign_eval=2,
-        chat_train=1, sft_eval=6,
+        chat_train=1, everyday_train=2, sft_eval=6, everyday_sft_eval=1,
     )  # fmt: skip
     paths = build_demo_data(tmp_path, sizes, seed=3)
-    assert len(paths["train"].read_text().splitlines()) == 4 + 5 + 3 + 1
+    assert len(paths["train"].read_text().splitlines()) == 4 + 5 + 3 + 1 + 2
     assert len(paths["sft_eval"].read_text().splitlines()) == 6
+
+
+def test_everyday_sft_eval_must_fit_in_sft_eval(tmp_path):
+    with pytest.raises(ValueError, match="everyday_sft_eval"):
+        build_demo_data(tmp_path, MixSizes(sft_eval=4, everyday_sft_eval=5))
 
 
 def test_missing_package_file_names_the_install_command():

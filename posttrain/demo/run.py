@@ -1,11 +1,14 @@
-"""`posttrain demo`: SFT of SmolLM2-135M-Instruct on the demo mix, with a before/after evaluation table.
+"""`posttrain demo`: SFT then iterated DPO of SmolLM2-135M-Instruct, with a before/after evaluation table.
 
 Phases, each skipped when its output already exists (so an interrupted demo continues where it stopped):
 1. build the data mix (`posttrain.demo.mix`): arithmetic with a boxed answer, refusals of AdvBench and
-   Do-Not-Answer prompts, benign look-alikes answered helpfully, general chat; HarmBench held out;
+   Do-Not-Answer prompts, benign look-alikes and everyday requests answered helpfully, general chat;
+   HarmBench held out;
 2. evaluate the base model on the held-out sets;
-3. SFT (`posttrain.stages.sft`), resuming from a checkpoint if one is there;
-4. evaluate the SFT model, then write `report.md` and `results.json` and print the table.
+3. SFT (`posttrain.stages.sft`), resuming from a checkpoint if one is there; evaluate;
+4. `dpo_rounds` rounds of iterated DPO (`posttrain.stages.preference`) on training arithmetic prompts, judged by
+   the boxed-answer verifier; evaluate;
+5. write `report.md` and `results.json` and print the table.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.demo.mix import build_demo_data
 from posttrain.eval.judges import __doc__ as JUDGE_NOTE
+from posttrain.eval.judges import boxed_answers
 from posttrain.eval.suite import evaluate
 from posttrain.models import load_policy
-from posttrain.stages import sft
+from posttrain.stages import preference, sft
 from posttrain.train.config import option, save_config
 from posttrain.train.io import atomic_write_json, atomic_write_text
 
@@ -34,6 +39,7 @@ ROWS = (  # (label, set, metric, higher is better)
     ("refusal, HarmBench (never trained on)", "harmbench_eval", "refusal_rate"),
     ("over-refusal, held-out benign look-alikes", "benign_eval", "over_refusal"),
 )
+DIVERSITY_ROWS = (("distinct-2 (higher: more diverse)", "distinct_2"), ("self-BLEU (lower: more diverse)", "self_bleu"))
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,12 @@ class DemoConfig:
     sft_lr: float = option(1e-4, "SFT peak learning rate")
     sft_rows_per_batch: int = option(4, "packed rows per SFT step")
     sft_max_length: int = option(384, "SFT packed row length in tokens")
+    dpo_rounds: int = option(2, "iterated DPO rounds after SFT (0: skip)")
+    dpo_prompts: int = option(64, "training arithmetic prompts sampled per round")
+    dpo_samples: int = option(4, "completions per prompt per round")
+    dpo_lr: float = option(1e-6, "DPO peak learning rate")
+    dpo_beta: float = option(0.1, "DPO beta")
+    dpo_epochs: int = option(2, "passes over each round's pairs")
     precision: str = option("auto", "auto (bf16 autocast where supported), bf16 or fp32")
     progress: bool = option(True, "show progress bars")
 
@@ -53,7 +65,8 @@ def _evaluate(spec: str, sets: dict[str, Path], out: Path, progress: bool) -> di
     if out.exists():
         return json.loads(out.read_text())
     model, tokenizer = load_policy(spec)
-    results = evaluate(model, tokenizer, {name: str(sets[name]) for name in EVAL_SETS}, progress=progress)
+    named = {name: str(sets[name]) for name in EVAL_SETS}
+    results = evaluate(model, tokenizer, named, progress=progress, diversity_set="benign_eval")
     atomic_write_json(out, results)
     return results
 
@@ -70,7 +83,23 @@ def render_table(columns: dict[str, dict]) -> str:
         cells = [_cell(results[set_name][metric]) for results in columns.values()]
         n = next(iter(columns.values()))[set_name][metric]["n"]
         body += f"| {label} (n={n}) | " + " | ".join(cells) + " |\n"
+    for label, metric in DIVERSITY_ROWS:
+        cells = [f"{results['diversity'][metric]:.3f}" for results in columns.values()]
+        body += f"| {label} | " + " | ".join(cells) + " |\n"
     return header + body
+
+
+def arithmetic_prompts(train: Path, out: Path, n: int, seed: int) -> Path:
+    """An rl-schema file of `n` training arithmetic prompts (answer read from the boxed training answer)."""
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    math_rows = [r for r in rows if r.get("source") in ("arithmetic", "word_problem")]
+    random.Random(seed).shuffle(math_rows)
+    tasks = []
+    for row in math_rows[:n]:
+        answer = boxed_answers(row["messages"][-1]["content"])[-1]
+        tasks.append({"prompt": row["messages"][0]["content"], "verifier": "math", "answer": answer})
+    atomic_write_text(out, "".join(json.dumps(t) + "\n" for t in tasks))
+    return out
 
 
 def run(config: DemoConfig) -> Path:
@@ -102,12 +131,22 @@ def run(config: DemoConfig) -> Path:
     phase = time.perf_counter()
     after_sft = _evaluate(str(final), sets, out / "eval_sft.json", config.progress)
     timings["eval_sft"] = time.perf_counter() - phase
+    columns = {"base": base, "SFT": after_sft}
+
+    if config.dpo_rounds:
+        phase = time.perf_counter()
+        dpo_final = _iterated_dpo(config, sets, final, out)
+        timings["dpo"] = time.perf_counter() - phase
+        phase = time.perf_counter()
+        columns[f"SFT + DPO x{config.dpo_rounds}"] = _evaluate(str(dpo_final), sets, out / "eval_dpo.json",
+                                                               config.progress)  # fmt: skip
+        timings["eval_dpo"] = time.perf_counter() - phase
     timings["total"] = time.perf_counter() - started
 
-    table = render_table({"base": base, "SFT": after_sft})
-    report = _report(config, table, timings, base, after_sft)
+    table = render_table(columns)
+    report = _report(config, table, timings, columns)
     atomic_write_text(out / "report.md", report)
-    atomic_write_json(out / "results.json", {"base": base, "sft": after_sft, "timings_s": timings,
+    atomic_write_json(out / "results.json", {"columns": columns, "timings_s": timings,
                                              "config": dataclasses.asdict(config)})  # fmt: skip
     print(table)
     print(f"phase timings (s): {', '.join(f'{k} {v:.0f}' for k, v in timings.items())}")
@@ -115,12 +154,26 @@ def run(config: DemoConfig) -> Path:
     return out / "report.md"
 
 
-def _report(config: DemoConfig, table: str, timings: dict, base: dict, after_sft: dict) -> str:
+def _iterated_dpo(config: DemoConfig, sets: dict[str, Path], sft_final: Path, out: Path) -> Path:
+    dpo_dir = out / "dpo"
+    if (dpo_dir / "final" / "config.json").is_file():
+        return dpo_dir / "final"
+    prompts = arithmetic_prompts(sets["train"], out / "data" / "dpo_prompts.jsonl", config.dpo_prompts, config.seed)
+    dpo_config = preference.PreferenceConfig(
+        model=str(sft_final), output=str(dpo_dir), method="dpo", beta=config.dpo_beta, lr=config.dpo_lr,
+        epochs=config.dpo_epochs, max_length=config.sft_max_length, rows_per_batch=config.sft_rows_per_batch,
+        rounds=config.dpo_rounds, prompts=str(prompts), samples_per_prompt=config.dpo_samples, temperature=1.0,
+        max_new_tokens=128, judge="math", min_margin=0.5, resume=True, seed=config.seed,
+        precision=config.precision, progress=config.progress,
+    )  # fmt: skip
+    return preference.run(dpo_config)
+
+
+def _report(config: DemoConfig, table: str, timings: dict, columns: dict) -> str:
     samples = "\n".join(
-        f"- **{name}**: _{s['prompt'][:100]}_ → base: {base[name]['samples'][i]['reply'][:160]!r} → "
-        f"SFT: {s['reply'][:160]!r}"
+        f"- **{name}**: _{columns['base'][name]['samples'][0]['prompt'][:100]}_ → "
+        + " → ".join(f"{label}: {result[name]['samples'][0]['reply'][:160]!r}" for label, result in columns.items())
         for name in EVAL_SETS
-        for i, s in enumerate(after_sft[name]["samples"][:1])
     )
     return (
         f"# posttrain demo: {config.model}\n\n{table}\n"

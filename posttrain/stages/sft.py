@@ -18,26 +18,24 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from posttrain.data import load_records
 from posttrain.logprobs import target_mask, token_logprobs
 from posttrain.losses.sft import sft_loss
-from posttrain.models import LoraSpec, load_policy, save_model
+from posttrain.models import LoraSpec, save_model
 from posttrain.packing import PackedBatch
 from posttrain.render import render_messages
 from posttrain.train.batches import epoch_batches, render_all
-from posttrain.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from posttrain.train.config import option, save_config
 from posttrain.train.io import atomic_write_json
+from posttrain.train.loop import LoopSettings, check_run_dir, run_loop
 from posttrain.train.manifest import write_manifest
-from posttrain.train.optim import autocast, build_optimizer, build_scheduler, resolve_precision
-from posttrain.train.tracking import MetricsLogger, peak_memory_mb, truncate_metrics
+from posttrain.train.optim import autocast, resolve_precision
+from posttrain.train.setup import build_optimization, build_policy, clip_and_step, device_for_training
 
 log = logging.getLogger("posttrain.sft")
 
@@ -84,20 +82,8 @@ def load_sequences(path: str, tokenizer, config: SFTConfig):
     return sequences, len(loaded.skipped) + len(report.skipped)
 
 
-def setup_model(config: SFTConfig, device: torch.device):
-    """The policy and tokenizer, with LoRA and gradient checkpointing as configured."""
-    torch.manual_seed(config.seed)
-    lora = LoraSpec(config.lora_r, config.lora_alpha, 0.0, config.lora_targets) if config.lora else None
-    model, tokenizer = load_policy(config.model, lora=lora)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if lora:
-            model.enable_input_require_grads()
-    return model.to(device).train(), tokenizer
-
-
 def train_step(model, micro_batches: list[PackedBatch], optimizer, scheduler, config: SFTConfig, device, precision):
-    """One optimizer step over `micro_batches`; returns the step's metrics."""
+    """One optimizer step over `micro_batches`, normalised by the step's trained-token count; returns metrics."""
     n_tokens = sum(int(target_mask(b).sum()) for b in micro_batches)
     nll_sum = 0.0
     for batch in micro_batches:
@@ -107,16 +93,10 @@ def train_step(model, micro_batches: list[PackedBatch], optimizer, scheduler, co
         loss, metrics = sft_loss(logprobs, target_mask(batch), normalizer=n_tokens)
         loss.backward()
         nll_sum += metrics["nll_sum"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
-    lr = scheduler.get_last_lr()[0]
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
     real = sum(b.n_real_tokens for b in micro_batches)
     slots = sum(b.seq_ids.numel() for b in micro_batches)
-    return {"loss": nll_sum / max(n_tokens, 1), "lr": lr, "grad_norm": float(grad_norm), "tokens": real,
-            "trained_tokens": n_tokens, "packing_efficiency": real / slots}  # fmt: skip
+    return {"loss": nll_sum / max(n_tokens, 1), **clip_and_step(model, optimizer, scheduler, config.grad_clip),
+            "tokens": real, "trained_tokens": n_tokens, "packing_efficiency": real / slots}  # fmt: skip
 
 
 @torch.no_grad()
@@ -134,29 +114,16 @@ def eval_loss(model, batches: list[PackedBatch], device, precision) -> float:
     return nll / max(count, 1)
 
 
-def _start(config: SFTConfig, run_dir: Path, model, optimizer, scheduler) -> dict:
-    """Fresh state, or the state of the newest checkpoint when resuming."""
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        return {"step": 0, "epoch": 0, "cursor": 0, "sequences_seen": 0}
-    if not config.resume:
-        raise FileExistsError(f"{run_dir} already holds checkpoints: pass resume=true, or choose another output")
-    state = load_checkpoint(checkpoint, model, optimizer, scheduler)
-    truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-    log.info(
-        "resumed from %s (step %d, epoch %d, batch %d)", checkpoint, state["step"], state["epoch"], state["cursor"]
-    )
-    return state
-
-
 def run(config: SFTConfig) -> Path:
     """Train, evaluate and save; returns the final model directory."""
     if not config.data:
         raise ValueError("sft needs training data: --data FILE")
     run_dir = Path(config.output)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_run_dir(run_dir, config.resume)
+    device = device_for_training()
     precision = resolve_precision(config.precision, device)
-    model, tokenizer = setup_model(config, device)
+    lora = LoraSpec(config.lora_r, config.lora_alpha, 0.0, config.lora_targets) if config.lora else None
+    model, tokenizer = build_policy(config.model, device, config.seed, lora, config.gradient_checkpointing)
     train_seqs, n_skipped = load_sequences(config.data, tokenizer, config)
     eval_batches = []
     if config.eval_data:
@@ -170,39 +137,21 @@ def run(config: SFTConfig) -> Path:
 
     steps_per_epoch = math.ceil(len(batches_for(0)) / config.grad_accum)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
-    optimizer = build_optimizer(model, config.lr, config.weight_decay)
-    scheduler = build_scheduler(optimizer, round(config.warmup_ratio * total_steps), total_steps, config.min_lr_ratio)
-    state = _start(config, run_dir, model, optimizer, scheduler)
+    optimizer, scheduler = build_optimization(
+        model, config.lr, config.weight_decay, config.warmup_ratio, total_steps, config.min_lr_ratio
+    )
     save_config(config, run_dir / "config.yaml")
     write_manifest(run_dir, "sft", config.model, {"data": config.data, "eval_data": config.eval_data},
                    {"precision": precision, "skipped_records": n_skipped, "train_sequences": len(train_seqs)})  # fmt: skip
-    metrics_log = MetricsLogger(run_dir, config.trackers)
-    bar = tqdm(total=total_steps, initial=state["step"], desc="sft", disable=not config.progress, unit="step")
-    step, epoch, cursor, seen = state["step"], state["epoch"], state["cursor"], state["sequences_seen"]
-    batches, row = batches_for(epoch), {}
-    while step < total_steps:
-        if cursor >= len(batches):
-            epoch, cursor = epoch + 1, 0
-            batches = batches_for(epoch)
-        micro = batches[cursor : cursor + config.grad_accum]
-        started = time.perf_counter()
-        row = train_step(model, micro, optimizer, scheduler, config, device, precision)
-        elapsed = time.perf_counter() - started
-        step, cursor, seen = step + 1, cursor + len(micro), seen + sum(len(b.sequence_indices) for b in micro)
-        row = {"step": step, "epoch": epoch, "sequences_seen": seen, **row, "tokens_per_s": row["tokens"] / elapsed,
-               "step_time_s": elapsed, "peak_memory_mb": peak_memory_mb(device)}  # fmt: skip
-        if eval_batches and ((config.eval_every and step % config.eval_every == 0) or step == total_steps):
-            row["eval_loss"] = eval_loss(model, eval_batches, device, precision)
-        metrics_log.log(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}")
-        if config.save_every and step % config.save_every == 0 and step < total_steps:
-            position = {"epoch": epoch, "cursor": cursor, "sequences_seen": seen}
-            save_checkpoint(run_dir, step, model, optimizer, scheduler, position, config.keep_last)
-    bar.close()
-    metrics_log.close()
-    final_eval = row.get("eval_loss")
+    settings = LoopSettings(total_steps, config.grad_accum, config.eval_every, config.save_every, config.keep_last,
+                            config.resume, config.trackers, config.progress, desc="sft")  # fmt: skip
+    last = run_loop(
+        run_dir, settings, model, optimizer, scheduler, batches_for,
+        step=lambda _, micro: train_step(model, micro, optimizer, scheduler, config, device, precision),
+        evaluate=(lambda: {"eval_loss": eval_loss(model, eval_batches, device, precision)}) if eval_batches else None,
+    )  # fmt: skip
+    final_eval = last.get("eval_loss")
     if final_eval is None and eval_batches:
         final_eval = eval_loss(model, eval_batches, device, precision)
-    atomic_write_json(run_dir / "eval.json", {"eval_loss": final_eval, "steps": step})
+    atomic_write_json(run_dir / "eval.json", {"eval_loss": final_eval, "steps": total_steps})
     return save_model(model, tokenizer, run_dir / "final")

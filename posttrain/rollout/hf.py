@@ -1,0 +1,77 @@
+"""The plain Hugging Face sampler: batched `generate` with a KV cache, keeping the sampled token ids.
+
+Prompts are rendered by `render_prompt` (the training template), sorted by length and left-padded. The
+sampled ids are kept exactly as generated, so training on a rollout never decodes and re-encodes text. The
+per-token log-probs come from the processed scores (temperature, top-p and top-k applied), that is, from the
+distribution actually sampled from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from posttrain.render import render_prompt
+from posttrain.rollout import SamplingParams
+from posttrain.types import Messages, Rollout
+
+
+class HFSampler:
+    """Sampler over a transformers model (the policy being trained, or a copy of it)."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 32):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
+        """`n` completions per prompt, grouped per prompt."""
+        prompt_ids = [render_prompt(self.tokenizer, p) for p in prompts]
+        jobs = sorted(((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: len(prompt_ids[ij[0]]))
+        out: list[list[Rollout | None]] = [[None] * n for _ in prompts]
+        generator_seed = params.seed
+        was_training = self.model.training
+        self.model.eval()
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start : start + self.batch_size]
+            torch.manual_seed(generator_seed + start)
+            rollouts = self._generate([prompt_ids[i] for i, _ in chunk], params)
+            for (i, j), rollout in zip(chunk, rollouts, strict=True):
+                out[i][j] = rollout
+        self.model.train(was_training)
+        return [list(group) for group in out]  # type: ignore[arg-type]
+
+    def _generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Rollout]:
+        tok = self.tokenizer
+        width = max(map(len, prompts))
+        input_ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, ids in enumerate(prompts):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        greedy = params.temperature <= 0
+        out = self.model.generate(
+            input_ids=input_ids.to(self.model.device), attention_mask=attention.to(self.model.device),
+            max_new_tokens=params.max_new_tokens, do_sample=not greedy,
+            temperature=None if greedy else params.temperature, top_p=None if greedy else params.top_p,
+            top_k=None if greedy or not params.top_k else params.top_k, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, output_scores=True, return_dict_in_generate=True,
+        )  # fmt: skip
+        new_B_N = out.sequences[:, width:].cpu()
+        logprobs_B_N = torch.stack(out.scores, dim=1).float().log_softmax(-1).cpu()
+        logprobs_B_N = logprobs_B_N.gather(-1, new_B_N[..., None]).squeeze(-1)
+        return [self._rollout(prompts[b], new_B_N[b], logprobs_B_N[b]) for b in range(len(prompts))]
+
+    def _rollout(self, prompt: list[int], new: torch.Tensor, logprobs: torch.Tensor) -> Rollout:
+        ids = new.tolist()
+        eos = self.tokenizer.eos_token_id
+        stop = eos in ids
+        length = ids.index(eos) + 1 if stop else len(ids)
+        return Rollout(
+            prompt_ids=tuple(prompt),
+            token_ids=tuple(ids[:length]),
+            logprobs=tuple(logprobs[:length].tolist()),
+            text=self.tokenizer.decode(ids[:length], skip_special_tokens=True).strip(),
+            finish_reason="stop" if stop else "length",
+        )

@@ -1,0 +1,50 @@
+"""Building the trainable policy and its optimizer, the same way in every gradient stage."""
+
+from __future__ import annotations
+
+import torch
+
+from posttrain.models import LoraSpec, load_policy
+from posttrain.train.optim import build_optimizer, build_scheduler
+
+
+def device_for_training() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_policy(
+    spec: str,
+    device: torch.device,
+    seed: int,
+    lora: LoraSpec | None = None,
+    gradient_checkpointing: bool = False,
+):
+    """(model, tokenizer) in train mode on `device`, with LoRA and gradient checkpointing as asked."""
+    torch.manual_seed(seed)
+    model, tokenizer = load_policy(spec, lora=lora)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora is not None:
+            model.enable_input_require_grads()
+    return model.to(device).train(), tokenizer
+
+
+def build_optimization(
+    model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int, min_lr_ratio: float
+):
+    """AdamW and its warmup-cosine schedule over `total_steps`."""
+    optimizer = build_optimizer(model, lr, weight_decay)
+    scheduler = build_scheduler(optimizer, round(warmup_ratio * total_steps), total_steps, min_lr_ratio)
+    return optimizer, scheduler
+
+
+def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> dict[str, float]:
+    """Clip the gradient norm, step the optimizer and the schedule, clear gradients; returns lr and grad norm."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"lr": lr, "grad_norm": float(grad_norm)}

@@ -1,0 +1,128 @@
+"""Judges (verifier, reward function, LM over HTTP and local) and the diversity metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from posttrain.eval.diversity import bleu, distinct_n, diversity_metrics, self_bleu
+from posttrain.rewards.answer import BoxedAnswerVerifier
+from posttrain.rewards.judge import (
+    HFChatLM,
+    LMJudge,
+    LMUnavailable,
+    OpenAICompatibleLM,
+    RewardFunctionJudge,
+    VerifierJudge,
+)
+from posttrain.types import Message, RLTask
+
+TASK = RLTask(prompt=[{"role": "user", "content": "What is 2 + 3?"}], verifier="math", answer="5")
+
+
+def test_verifier_judge_scores_final_boxed_answer_and_records_failures():
+    scores = VerifierJudge(BoxedAnswerVerifier()).score_group(
+        TASK, ["so \\boxed{5}", "\\boxed{5} no wait \\boxed{6}", "five", "\\boxed{x}"]
+    )
+    assert [s.reward for s in scores] == [1.0, 0.0, 0.0, 0.0]
+    assert [s.failure for s in scores] == [None, None, "no_boxed_answer", "not_a_number"]
+
+
+def test_reward_function_judge():
+    judge = RewardFunctionJudge(lambda task, text: -len(text))
+    assert [s.reward for s in judge.score_group(TASK, ["ab", "abcd"])] == [-2.0, -4.0]
+
+
+class _Server:
+    """A real HTTP server on 127.0.0.1 speaking the chat-completions shape; its behaviour is scripted per test."""
+
+    def __init__(self, script: list[str]):
+        self.script, self.requests = list(script), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                action = outer.script.pop(0) if outer.script else "ok:Score: 7"
+                if action == "500":
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                if action == "slow":
+                    time.sleep(1.0)
+                reply = action.split(":", 1)[1] if ":" in action else "Score: 7"
+                payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def server(request):
+    s = _Server(request.param)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("server", [["500", "ok:Looks right. Score: 9"]], indirect=True)
+def test_openai_compatible_judge_retries_a_server_error(server):
+    lm = OpenAICompatibleLM(server.url, "judge", retries=2, backoff_s=0.01)
+    (score,) = LMJudge(lm).score_group(TASK, ["\\boxed{5}"])
+    assert score.reward == pytest.approx((9 - 1) / 9) and score.failure is None
+    assert len(server.requests) == 2 and server.requests[1]["model"] == "judge"
+    assert "<reply>\n\\boxed{5}\n</reply>" in server.requests[1]["messages"][0]["content"]
+
+
+@pytest.mark.parametrize("server", [["slow", "slow", "slow"]], indirect=True)
+def test_openai_compatible_judge_times_out_and_records_the_failure(server):
+    lm = OpenAICompatibleLM(server.url, "judge", timeout_s=0.2, retries=1, backoff_s=0.01)
+    with pytest.raises(LMUnavailable, match="2 attempt"):
+        lm.complete([Message("user", "hi")])
+    (score,) = LMJudge(OpenAICompatibleLM(server.url, "judge", timeout_s=0.2, retries=0)).score_group(TASK, ["x"])
+    assert score.reward == 0.0 and score.failure.startswith("judge_unavailable")
+
+
+@pytest.mark.parametrize("server", [["ok:I refuse to grade.", "ok:Score: 10/10"]], indirect=True)
+def test_lm_judge_unparseable_is_a_failure_not_a_silent_zero(server):
+    judge = LMJudge(OpenAICompatibleLM(server.url, "judge"))
+    first, second = judge.score_group(TASK, ["a", "b"])
+    assert first.failure == "unparseable_judgement" and second.reward == 1.0
+
+
+def test_local_hf_judge_runs(tiny):
+    model, tokenizer = tiny
+    (score,) = LMJudge(HFChatLM(model, tokenizer, max_new_tokens=8)).score_group(TASK, ["\\boxed{5}"])
+    assert score.failure in (None, "unparseable_judgement")  # a random tiny model rarely writes "Score: N"
+
+
+def test_distinct_n_closed_form():
+    """'a b a b' has unigrams a,b,a,b (2 unique of 4) and bigrams ab,ba,ab (2 unique of 3)."""
+    assert distinct_n(["a b a b"], 1) == pytest.approx(0.5)
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+    assert distinct_n([""], 1) == 0.0
+
+
+def test_self_bleu_limits():
+    same = ["the cat sat on the mat today"] * 3
+    assert self_bleu([same]) == pytest.approx(1.0)
+    assert self_bleu([["a b c d e", "f g h i j"]]) == 0.0
+    assert bleu("the cat sat on the mat".split(), ["the cat sat on the mat".split()]) == pytest.approx(1.0)
+    metrics = diversity_metrics([same, ["x y z", "p q r"]])
+    assert set(metrics) == {"distinct_1", "distinct_2", "self_bleu"} and 0 < metrics["self_bleu"] < 1
