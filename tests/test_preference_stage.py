@@ -150,3 +150,14 @@ def test_rounds_refuse_kto_and_offline_needs_data(tmp_path):
         run(_config(tmp_path / "a", method="kto", rounds=1, prompts="x"))
     with pytest.raises(ValueError, match="--data"):
         run(_config(tmp_path / "b"))
+
+
+def test_lora_dpo_reference_is_the_base_with_the_adapter_disabled(tmp_path):
+    """LoRA's B starts at zero, so the precomputed reference equals the adapter-disabled base: step 1 gives log 2."""
+    final = run(_config(tmp_path / "run", data=str(_pairs_file(tmp_path / "p.jsonl")), lora=True, lora_r=4,
+                        max_steps=3, lr=2e-2))  # fmt: skip
+    rows = _rows(tmp_path / "run")
+    assert rows[0]["loss"] == pytest.approx(0.6931, abs=1e-4) and rows[0]["implicit_kl"] == pytest.approx(0, abs=1e-4)
+    assert rows[-1]["loss"] != pytest.approx(0.6931, abs=1e-4)
+    merged = AutoModelForCausalLM.from_pretrained(final)
+    assert not any("lora" in name for name, _ in merged.named_parameters())

@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,7 +202,8 @@ def preference_step(model, micro, optimizer, scheduler, config, beta, ref, label
             totals[key] = totals.get(key, 0.0) + share * value
     totals["implicit_kl"] = 0.5 * (totals["chosen_logratio"] + totals["rejected_logratio"])
     tokens = sum(b.n_real_tokens for b in micro)
-    return {**totals, "beta": beta, **clip_and_step(model, optimizer, scheduler, config.grad_clip), "tokens": tokens}
+    step_stats = clip_and_step(model, optimizer, scheduler, config.grad_clip)
+    return {**totals, "beta": beta, **step_stats, "tokens": tokens, "pairs": n_groups}
 
 
 class DriftWatch:
@@ -229,9 +231,12 @@ def train_on(config: PreferenceConfig, model, tokenizer, data: GroupData, run_di
     if ref_path.exists():
         ref = torch.load(ref_path, weights_only=True)
     else:
+        started = time.perf_counter()
         ref = sequence_logps(model, _batches(config, data, pad_id, None), len(data.sequences), device, precision)
         run_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ref, ref_path)
+        seconds = time.perf_counter() - started
+        atomic_write_json(run_dir / "reference.json", {"sequences": len(data.sequences), "seconds": seconds})
     steps_per_epoch = math.ceil(len(_batches(config, data, pad_id, config.seed)) / config.grad_accum)
     total = config.max_steps or steps_per_epoch * config.epochs
     optimizer, scheduler = build_optimization(model, config.lr, config.weight_decay, config.warmup_ratio, total,
