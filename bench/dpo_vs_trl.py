@@ -1,6 +1,7 @@
 """Side-by-side DPO: posttrain's preference stage against TRL's DPOTrainer (sigmoid loss), interleaved A, B, A, B.
 
-Same model, same pairs, same precision (bf16 autocast or fp32), same learning rate, same number of optimizer
+Same model, same pairs (one epoch's worth: every pair is trained on once, so both sides compute the same
+reference log-probs), same precision (bf16 autocast or fp32), same learning rate, same number of optimizer
 steps and the same pairs per step on average: posttrain packs chosen and rejected sequences into
 `rows` x `max_length` slots, and TRL's batch size is set to the mean number of pairs in posttrain's packed
 steps. TRL runs with its defaults otherwise: a reference model held in memory and run every step, padding.
@@ -145,6 +146,12 @@ def main() -> None:
     if args.worker:
         return worker(args)
     args.data = args.data or str(make_pairs(Path(tempfile.mkdtemp(prefix="bench-pairs-")) / "pairs.jsonl", args.pairs))
+    # Keep one epoch's worth of pairs: posttrain computes reference log-probs for the whole data set up front,
+    # TRL for the batches it trains on, so the two do the same reference work only when every pair is used.
+    per_step = mean_pairs_per_step(args)
+    kept = Path(args.data).read_text().splitlines()[: round(per_step * args.steps)]
+    args.data = str(Path(tempfile.mkdtemp(prefix="bench-epoch-")) / "pairs.jsonl")
+    Path(args.data).write_text("".join(line + "\n" for line in kept))
     per_step = mean_pairs_per_step(args)
     trl_batch = max(1, math.floor(per_step + 0.5))
     base = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--steps", str(args.steps),

@@ -7,6 +7,7 @@ and exit code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in STAGES.items():
         stage = sub.add_parser(name, help=help_text, description=help_text)
         if name in BUILT:
-            BUILT[name](stage)
+            _add_stage(stage, name)
         else:
             stage.set_defaults(run=_not_available(name))
     validate = sub.add_parser("validate", help="check a data file against a schema", description="check a data file")
@@ -54,45 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_sft(parser: argparse.ArgumentParser) -> None:
-    from posttrain.stages import sft
+# Built stages: the module whose `run(config)` the command calls, and the name of its config dataclass.
+BUILT = {
+    "sft": ("posttrain.stages.sft", "SFTConfig"),
+    "preference": ("posttrain.stages.preference", "PreferenceConfig"),
+    "demo": ("posttrain.demo.run", "DemoConfig"),
+}
+
+
+def _add_stage(parser: argparse.ArgumentParser, name: str) -> None:
+    """Flags from the stage's config dataclass; running it prints what the stage returned (a directory)."""
     from posttrain.train.config import add_config_arguments, config_from_args
 
-    add_config_arguments(parser, sft.SFTConfig)
-    parser.set_defaults(run=lambda args: _report(sft.run(config_from_args(sft.SFTConfig, args))))
-
-
-def _add_preference(parser: argparse.ArgumentParser) -> None:
-    from posttrain.stages import preference
-    from posttrain.train.config import add_config_arguments, config_from_args
-
-    add_config_arguments(parser, preference.PreferenceConfig)
-    parser.set_defaults(run=lambda args: _report(preference.run(config_from_args(preference.PreferenceConfig, args))))
-
-
-def _add_demo(parser: argparse.ArgumentParser) -> None:
-    from posttrain.demo import run as demo
-    from posttrain.train.config import add_config_arguments, config_from_args
-
-    add_config_arguments(parser, demo.DemoConfig)
+    module_name, config_name = BUILT[name]
+    module = importlib.import_module(module_name)
+    config_cls = getattr(module, config_name)
+    add_config_arguments(parser, config_cls)
 
     def run(args: argparse.Namespace) -> int:
-        demo.run(config_from_args(demo.DemoConfig, args))
+        print(f"posttrain {name}: {module.run(config_from_args(config_cls, args))}")
         return 0
 
     parser.set_defaults(run=run)
-
-
-def _report(final_dir) -> int:
-    print(f"final model: {final_dir}")
-    return 0
-
-
-BUILT: dict[str, Callable[[argparse.ArgumentParser], None]] = {
-    "sft": _add_sft,
-    "preference": _add_preference,
-    "demo": _add_demo,
-}
 
 
 def _add_validate(parser: argparse.ArgumentParser) -> None:

@@ -64,12 +64,12 @@ def token_logprobs(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
 def per_sequence_sum(values_B_T: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
     """(N,) sums of a per-token quantity over each sequence's targets, in `batch.sequence_indices` order."""
     mask = target_mask(batch)
-    index = {s: n for n, s in enumerate(batch.sequence_indices)}
-    slot_to_seq = torch.tensor([index.get(int(s), 0) for s in batch.seq_ids.flatten()]).view_as(batch.seq_ids)
-    sums = torch.zeros(len(index), dtype=values_B_T.dtype, device=values_B_T.device)
+    order = torch.tensor(batch.sequence_indices, device=batch.seq_ids.device)  # sorted
+    slot_to_seq = torch.searchsorted(order, batch.seq_ids.clamp(min=0))  # (B, T); padding is masked out below
+    sums = torch.zeros(len(order), dtype=values_B_T.dtype, device=values_B_T.device)
     return sums.index_add(0, slot_to_seq[mask], values_B_T[mask])
 
 
 def per_sequence_count(batch: PackedBatch) -> torch.Tensor:
     """(N,) number of target tokens in each sequence, in `batch.sequence_indices` order."""
-    return per_sequence_sum(torch.ones(batch.seq_ids.shape), batch)
+    return per_sequence_sum(torch.ones(batch.seq_ids.shape, device=batch.seq_ids.device), batch)

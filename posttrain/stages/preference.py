@@ -144,6 +144,10 @@ def _batches(config: PreferenceConfig, data: GroupData, pad_id: int, seed: int |
     return pack_groups(data.sequences, groups, config.max_length, config.rows_per_batch, pad_id, seed)
 
 
+def _epoch_seed(config: PreferenceConfig, epoch: int) -> int:
+    return config.seed * 1000 + epoch
+
+
 @torch.no_grad()
 def sequence_logps(model, batches, n: int, device, precision) -> torch.Tensor:
     """(n,) summed completion log-probs of every sequence, in sequence order."""
@@ -232,12 +236,14 @@ def train_on(config: PreferenceConfig, model, tokenizer, data: GroupData, run_di
         ref = torch.load(ref_path, weights_only=True)
     else:
         started = time.perf_counter()
-        ref = sequence_logps(model, _batches(config, data, pad_id, None), len(data.sequences), device, precision)
+        # The first epoch's own batches: under bf16 the same layout gives the same numbers, so step 1 sits at log 2.
+        first_epoch = _batches(config, data, pad_id, _epoch_seed(config, 0))
+        ref = sequence_logps(model, first_epoch, len(data.sequences), device, precision)
         run_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ref, ref_path)
         seconds = time.perf_counter() - started
         atomic_write_json(run_dir / "reference.json", {"sequences": len(data.sequences), "seconds": seconds})
-    steps_per_epoch = math.ceil(len(_batches(config, data, pad_id, config.seed)) / config.grad_accum)
+    steps_per_epoch = math.ceil(len(_batches(config, data, pad_id, _epoch_seed(config, 0))) / config.grad_accum)
     total = config.max_steps or steps_per_epoch * config.epochs
     optimizer, scheduler = build_optimization(model, config.lr, config.weight_decay, config.warmup_ratio, total,
                                               config.min_lr_ratio)  # fmt: skip
@@ -252,7 +258,7 @@ def train_on(config: PreferenceConfig, model, tokenizer, data: GroupData, run_di
     settings = LoopSettings(total, config.grad_accum, 0, config.save_every, config.keep_last, config.resume,
                             config.trackers, config.progress, desc=f"{config.method} {run_dir.name}")  # fmt: skip
     return run_loop(run_dir, settings, model, optimizer, scheduler,
-                    lambda epoch: _batches(config, data, pad_id, config.seed * 1000 + epoch), step)  # fmt: skip
+                    lambda epoch: _batches(config, data, pad_id, _epoch_seed(config, epoch)), step)  # fmt: skip
 
 
 def build_judge(config: PreferenceConfig):
