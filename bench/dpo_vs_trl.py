@@ -23,13 +23,13 @@ import platform
 import random
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import print_ratio_table, run_interleaved
 
 
 def make_pairs(path: Path, n: int, seed: int = 0) -> Path:
@@ -114,6 +114,7 @@ def _summary(result: dict) -> dict:
     train_s = result["reference_s"] + sum(result["step_times"])
     return {"train_s": train_s, "pairs_per_s": result["pairs"] / train_s, "wall_s": result["wall_s"],
             "peak_rss_mb": result["peak_rss_mb"], "first_loss": result["losses"][0],
+            "mean_loss_after_first": sum(result["losses"][1:]) / max(1, len(result["losses"]) - 1),
             "last_loss": result["losses"][-1]}  # fmt: skip
 
 
@@ -157,25 +158,13 @@ def main() -> None:
     base = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--steps", str(args.steps),
             "--rows", str(args.rows), "--max-length", str(args.max_length), "--lr", str(args.lr),
             "--precision", args.precision, "--trl-batch", str(trl_batch)]  # fmt: skip
-    runs: dict[str, list[dict]] = {"posttrain": [], "trl": []}
-    raw: dict[str, list[dict]] = {"posttrain": [], "trl": []}
-    for _ in range(args.repeats):
-        for side in ("posttrain", "trl"):
-            proc = subprocess.run([*base, "--worker", side], capture_output=True, text=True, check=False)
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-            raw[side].append(json.loads(line[7:]))
-            runs[side].append(_summary(raw[side][-1]))
-            print(side, json.dumps({k: round(v, 3) for k, v in runs[side][-1].items()}), flush=True)
-    mean = {side: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for side, rs in runs.items()}
+    runs, raw = run_interleaved(base, args.repeats, _summary)
     print(f"\n{args.model}, {args.precision}, {args.steps} steps; posttrain {args.rows} rows x {args.max_length} "
           f"tokens ({per_step:.1f} pairs/step), TRL batch {trl_batch}; {platform.machine()}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    print("| metric | posttrain | TRL | posttrain / TRL |\n|---|---|---|---|")
-    for key in ("train_s", "pairs_per_s", "wall_s", "peak_rss_mb", "first_loss", "last_loss"):
-        a, b = mean["posttrain"][key], mean["trl"][key]
-        print(f"| {key} | {a:.4g} | {b:.4g} | {a / b:.2f}x |")
+    print_ratio_table(
+        runs, ("train_s", "pairs_per_s", "wall_s", "peak_rss_mb", "first_loss", "mean_loss_after_first", "last_loss")
+    )
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "runs": runs, "raw": raw}, indent=2))
 

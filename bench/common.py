@@ -1,0 +1,38 @@
+"""What the side-by-side benchmarks share: interleaved worker subprocesses and the ratio table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+SIDES = ("posttrain", "trl")
+
+
+def run_interleaved(base_cmd: list[str], repeats: int, summarize: Callable[[dict], dict]) -> tuple[dict, dict]:
+    """Run `base_cmd --worker posttrain`, then `--worker trl`, `repeats` times; each prints `RESULT {json}`.
+
+    Returns (summaries, raw results), each a list per side."""
+    summaries: dict[str, list[dict]] = {side: [] for side in SIDES}
+    raw: dict[str, list[dict]] = {side: [] for side in SIDES}
+    for _ in range(repeats):
+        for side in SIDES:
+            proc = subprocess.run([*base_cmd, "--worker", side], capture_output=True, text=True, check=False)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"{side} run failed:\n{proc.stderr[-3000:]}")
+            raw[side].append(json.loads(line[len("RESULT ") :]))
+            summaries[side].append(summarize(raw[side][-1]))
+            print(side, json.dumps({k: round(v, 3) for k, v in summaries[side][-1].items()}), flush=True)
+    return summaries, raw
+
+
+def print_ratio_table(summaries: dict[str, list[dict]], keys: tuple[str, ...]) -> dict[str, dict]:
+    """Print means per side and posttrain / TRL ratios as a Markdown table; returns the means."""
+    mean = {side: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for side, rs in summaries.items()}
+    print("| metric | posttrain | TRL | posttrain / TRL |\n|---|---|---|---|")
+    for key in keys:
+        a, b = mean["posttrain"][key], mean["trl"][key]
+        print(f"| {key} | {a:.4g} | {b:.4g} | {a / b:.2f}x |")
+    return mean
