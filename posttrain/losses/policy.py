@@ -1,0 +1,231 @@
+"""PPO-clip policy losses for RL with verifiable rewards: GRPO, Dr.GRPO, DAPO and GSPO.
+
+All four minimise one clipped surrogate (PPO, Schulman et al. 2017, eq. 7), per completion token,
+
+    ℓ = -min(r·A, clip(r, 1 - ε_low, 1 + ε_high)·A),
+
+with A the completion's advantage (`posttrain.advantages`), and differ on two axes, both explicit in `policy_loss`:
+- `ratio_level`: the importance ratio is per token, r_t = π(y_t)/π_old(y_t), or per sequence (GSPO eq. 7),
+  s = exp(mean over the sequence's tokens of log r_t), clipped once and broadcast to every token of the sequence;
+- `reduction` (from `posttrain.losses.reduce`) turns the (B, T) per-token terms into one number: GRPO eq. 3 averages
+  tokens within each sequence, then sequences; DAPO eq. 8 averages over all tokens of the batch; Dr.GRPO divides the
+  sum by a constant, B · max_completion_length.
+
+Inputs are per-token, shape (B, T): `logprobs_B_T` of the policy being trained, `old_logprobs_B_T` of the policy
+that sampled the rollout (held fixed across the caller's μ inner epochs), `mask_B_T` on completion tokens; and
+`advantages_B`, one per sequence. Padded positions may hold anything, even -inf: they are masked before any exp.
+
+Optional KL to a reference (GRPO eq. 4, the k3 estimator) is added per token before the reduction, as in TRL:
+kl_t = exp(ref_t - π_t) - (ref_t - π_t) - 1 ≥ 0, zero when the two agree. β defaults to 0, as in Dr.GRPO, DAPO and
+TRL. Departure from TRL: TRL 1.x multiplies kl_t by the (differentiable) ratio by default
+(`use_bias_correction_kl=True`, after DeepSeek-V3.2); here kl_t is plain k3, TRL's `use_bias_correction_kl=False`.
+
+Metrics, as TRL logs them: `clip_low_fraction` / `clip_high_fraction` are the fractions of completion tokens (of
+sequences, at sequence level) where the clip binds, i.e. r < 1 - ε_low with A < 0, or r > 1 + ε_high with A > 0 (the
+tokens whose gradient is zeroed); `clip_fraction` is their sum; `ratio_mean` the mean ratio over the same units; `kl`
+the mean k3 per completion token, whenever `ref_logprobs_B_T` is passed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+from posttrain.losses.reduce import masked_token_mean, sequence_mean_of_token_means
+
+Reduction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (values_B_T, mask_B_T) -> scalar
+
+
+def _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T) -> None:
+    """Raise unless the per-token tensors share one (B, T) shape and there is one advantage per sequence."""
+    per_token = [logprobs_B_T, old_logprobs_B_T, mask_B_T] + ([] if ref_logprobs_B_T is None else [ref_logprobs_B_T])
+    shapes = {tuple(x.shape) for x in per_token}
+    if len(shapes) != 1 or logprobs_B_T.dim() != 2:
+        raise ValueError(f"expected per-token tensors of one shape (B, T), got shapes {sorted(shapes)}")
+    if tuple(advantages_B.shape) != (logprobs_B_T.shape[0],):
+        raise ValueError(
+            f"expected one advantage per sequence, shape ({logprobs_B_T.shape[0]},), got {advantages_B.shape}"
+        )
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """fp32 unless already wider: exp of a bf16 log-ratio is too coarse for a clip at 1 ± 3e-4."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _masked_difference(a_B_T: torch.Tensor, b_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> torch.Tensor:
+    """a - b on completion tokens, 0 elsewhere (so padding holding -inf or NaN never reaches an exp)."""
+    return torch.where(mask_B_T.bool(), _wide(a_B_T) - _wide(b_B_T), 0.0)
+
+
+def clipped_surrogate(
+    logprobs_B_T: torch.Tensor,
+    old_logprobs_B_T: torch.Tensor,
+    advantages_B: torch.Tensor,
+    mask_B_T: torch.Tensor,
+    *,
+    eps_low: float,
+    eps_high: float,
+    ratio_level: Literal["token", "sequence"] = "token",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token PPO-clip terms -min(rA, clip(r)A), shape (B, T), plus the ratio and the advantage used.
+
+    The ratio is (B, T) at token level and (B, 1) at sequence level (GSPO eq. 7: exp of the mean token log-ratio),
+    where one clipped term per sequence is broadcast to its tokens. The advantage comes back as (B, 1).
+    """
+    log_ratio_B_T = _masked_difference(logprobs_B_T, old_logprobs_B_T, mask_B_T)
+    if ratio_level == "token":
+        log_ratio = log_ratio_B_T
+    elif ratio_level == "sequence":
+        log_ratio = log_ratio_B_T.sum(-1, keepdim=True) / mask_B_T.sum(-1, keepdim=True).clamp(min=1)  # (B, 1)
+    else:
+        raise ValueError(f"ratio_level must be 'token' or 'sequence', got {ratio_level!r}")
+    ratio = torch.exp(log_ratio)
+    advantages_B_1 = _wide(advantages_B).unsqueeze(1)
+    clipped_ratio = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    terms = -torch.min(ratio * advantages_B_1, clipped_ratio * advantages_B_1)
+    return terms.expand_as(log_ratio_B_T), ratio, advantages_B_1
+
+
+def k3_kl(logprobs_B_T: torch.Tensor, ref_logprobs_B_T: torch.Tensor, mask_B_T: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(π || ref) (Schulman 2020; GRPO eq. 4): e^d - d - 1 with d = ref - π, 0 off-mask."""
+    d_B_T = _masked_difference(ref_logprobs_B_T, logprobs_B_T, mask_B_T)
+    return torch.exp(d_B_T) - d_B_T - 1.0
+
+
+def _unit_mean(values: torch.Tensor, mask_B_T: torch.Tensor) -> float:
+    """Mean over completion tokens of a (B, T) tensor, or over sequences of a (B, 1) one."""
+    values = _wide(values.detach())
+    return float(values.mean()) if values.shape[-1] == 1 else float(masked_token_mean(values, mask_B_T))
+
+
+def policy_loss(
+    logprobs_B_T: torch.Tensor,
+    old_logprobs_B_T: torch.Tensor,
+    advantages_B: torch.Tensor,
+    mask_B_T: torch.Tensor,
+    *,
+    reduction: Reduction,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    ratio_level: Literal["token", "sequence"] = "token",
+    ref_logprobs_B_T: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO-clip surrogate plus kl_beta · k3 KL per token, reduced by `reduction`; see the module docstring."""
+    _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T)
+    if kl_beta != 0.0 and ref_logprobs_B_T is None:
+        raise ValueError("kl_beta != 0 needs ref_logprobs_B_T")
+    terms_B_T, ratio, advantages_B_1 = clipped_surrogate(
+        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T,
+        eps_low=eps_low, eps_high=eps_high, ratio_level=ratio_level,
+    )  # fmt: skip
+    clip_low = (ratio < 1.0 - eps_low) & (advantages_B_1 < 0)
+    clip_high = (ratio > 1.0 + eps_high) & (advantages_B_1 > 0)
+    metrics = {
+        "clip_low_fraction": _unit_mean(clip_low, mask_B_T),
+        "clip_high_fraction": _unit_mean(clip_high, mask_B_T),
+        "clip_fraction": _unit_mean(clip_low | clip_high, mask_B_T),
+        "ratio_mean": _unit_mean(ratio, mask_B_T),
+    }
+    if ref_logprobs_B_T is not None:
+        kl_B_T = k3_kl(logprobs_B_T, ref_logprobs_B_T, mask_B_T)
+        metrics["kl"] = _unit_mean(kl_B_T, mask_B_T)
+        if kl_beta != 0.0:
+            terms_B_T = terms_B_T + kl_beta * kl_B_T
+    return reduction(terms_B_T, mask_B_T), metrics
+
+
+def grpo_loss(
+    logprobs_B_T: torch.Tensor,
+    old_logprobs_B_T: torch.Tensor,
+    advantages_B: torch.Tensor,
+    mask_B_T: torch.Tensor,
+    *,
+    eps: float = 0.2,
+    ref_logprobs_B_T: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO (Shao et al. 2024, eq. 3): token ratios, token mean within each sequence, then mean over sequences.
+
+    TRL: `loss_type="grpo"` (not TRL's default, which is "dapo").
+    """
+    return policy_loss(
+        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, reduction=sequence_mean_of_token_means,
+        eps_low=eps, eps_high=eps, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
+    )  # fmt: skip
+
+
+def dr_grpo_loss(
+    logprobs_B_T: torch.Tensor,
+    old_logprobs_B_T: torch.Tensor,
+    advantages_B: torch.Tensor,
+    mask_B_T: torch.Tensor,
+    *,
+    max_completion_length: int,
+    eps: float = 0.2,
+    ref_logprobs_B_T: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Dr.GRPO (Liu et al. 2025, eq. 3): token ratios, sum over all tokens / (B · max_completion_length).
+
+    The constant removes GRPO's length bias (long wrong answers are penalised less per token under a per-sequence
+    mean). B is this call's batch; a caller splitting a step into k micro-batches divides each loss by k, as TRL's
+    `loss_type="dr_grpo"` does. Pair it with `group_normalized(scale=False)`.
+    """
+    normalizer = logprobs_B_T.shape[0] * max_completion_length
+    return policy_loss(
+        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T,
+        reduction=functools.partial(masked_token_mean, normalizer=normalizer),
+        eps_low=eps, eps_high=eps, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
+    )  # fmt: skip
+
+
+def dapo_loss(
+    logprobs_B_T: torch.Tensor,
+    old_logprobs_B_T: torch.Tensor,
+    advantages_B: torch.Tensor,
+    mask_B_T: torch.Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    num_tokens: float | None = None,
+    ref_logprobs_B_T: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """DAPO (Yu et al. 2025): token ratios with clip-higher (ε_high > ε_low, §3.1) and token-level normalisation (eq. 8).
+
+    The sum over tokens is divided by `num_tokens`, by default this batch's completion tokens; pass the token count
+    of the whole optimizer step when it spans micro-batches (TRL's `loss_type="dapo"` uses `num_items_in_batch`).
+    Dynamic sampling and the overlong penalty of DAPO are the rollout's business, not the loss's.
+    """
+    return policy_loss(
+        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T,
+        reduction=functools.partial(masked_token_mean, normalizer=num_tokens),
+        eps_low=eps_low, eps_high=eps_high, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
+    )  # fmt: skip
+
+
+def gspo_loss(
+    logprobs_B_T: torch.Tensor,
+    old_logprobs_B_T: torch.Tensor,
+    advantages_B: torch.Tensor,
+    mask_B_T: torch.Tensor,
+    *,
+    eps_low: float = 3e-4,
+    eps_high: float = 4e-4,
+    ref_logprobs_B_T: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GSPO (Zheng et al. 2025, eq. 5-7): one length-normalised ratio per sequence, clipped, mean over sequences.
+
+    The paper's clip range is (3e-4, 4e-4), hence the defaults: a sequence ratio is a geometric mean of token ratios,
+    so it stays much closer to 1 than they do. TRL: `loss_type="grpo", importance_sampling_level="sequence"`.
+    """
+    return policy_loss(
+        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, reduction=sequence_mean_of_token_means,
+        eps_low=eps_low, eps_high=eps_high, ratio_level="sequence", ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
+    )  # fmt: skip
