@@ -71,6 +71,12 @@ def _trained_spans(
         current = _template(tokenizer, messages[: i + 1], generation_prompt=False)
         _require_prefix(previous, current, f"message {i} ({message.role})")
         if message.role == "assistant" and i >= train_from:
+            if i == 0:
+                raise TemplateError(
+                    "the conversation opens with an assistant message: there is no prompt to render before it, so "
+                    "the template's own text (a default system prompt, the role header) cannot be told apart from "
+                    "the reply. Put a user (or system) message first."
+                )
             prompt = _template(tokenizer, messages[:i], generation_prompt=True)
             _require_prefix(prompt, current, f"the generation prompt before message {i}")
             _require_prefix(previous, prompt, f"the generation prompt before message {i}")

@@ -49,12 +49,19 @@ class _Server:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 action = outer.script.pop(0) if outer.script else "ok:Score: 7"
-                if action == "500":
-                    self.send_response(500)
+                if action in ("500", "429"):
+                    self.send_response(int(action))
                     self.end_headers()
                     return
                 if action == "slow":
                     time.sleep(1.0)
+                if action == "bad":
+                    payload = b'{"oops": 1}'
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 reply = action.split(":", 1)[1] if ":" in action else "Score: 7"
                 payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
                 self.send_response(200)
@@ -126,3 +133,11 @@ def test_self_bleu_limits():
     assert bleu("the cat sat on the mat".split(), ["the cat sat on the mat".split()]) == pytest.approx(1.0)
     metrics = diversity_metrics([same, ["x y z", "p q r"]])
     assert set(metrics) == {"distinct_1", "distinct_2", "self_bleu"} and 0 < metrics["self_bleu"] < 1
+
+
+@pytest.mark.parametrize("server", [["bad", "429", "ok:Score: 4"]], indirect=True)
+def test_malformed_answer_is_unavailable_and_rate_limits_are_retried(server):
+    lm = OpenAICompatibleLM(server.url, "judge", retries=2, backoff_s=0.01)
+    with pytest.raises(LMUnavailable, match="malformed"):
+        lm.complete([Message("user", "hi")])
+    assert lm.complete([Message("user", "hi")]) == "Score: 4"

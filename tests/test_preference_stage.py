@@ -161,3 +161,24 @@ def test_lora_dpo_reference_is_the_base_with_the_adapter_disabled(tmp_path):
     assert rows[-1]["loss"] != pytest.approx(0.6931, abs=1e-4)
     merged = AutoModelForCausalLM.from_pretrained(final)
     assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_stored_reference_is_recomputed_for_other_data(tmp_path):
+    """A rerun into the same output with other pairs must not train against the old reference."""
+    first = tmp_path / "a.jsonl"
+    _pairs_file(first, n=24)
+    run(_config(tmp_path / "run", data=str(first), max_steps=2))
+    fingerprint = json.loads((tmp_path / "run" / "reference.json").read_text())["fingerprint"]
+    second = tmp_path / "b.jsonl"
+    second.write_text("".join(line.replace("+", "plus") + "\n" for line in first.read_text().splitlines()[:20]))
+    run(_config(tmp_path / "run", data=str(second), max_steps=2, resume=True))
+    assert json.loads((tmp_path / "run" / "reference.json").read_text())["fingerprint"] != fingerprint
+    rows = _rows(tmp_path / "run")
+    assert len(rows) == 2 and rows[0]["loss"] == pytest.approx(0.6931, abs=1e-4)
+
+
+def test_rounds_are_not_silently_reused_without_resume(arithmetic_sft_model, tmp_path):
+    (tmp_path / "idpo" / "round_1").mkdir(parents=True)
+    model, prompts = arithmetic_sft_model
+    with pytest.raises(FileExistsError, match="rounds"):
+        run(_config(tmp_path / "idpo", model=str(model), prompts=str(prompts), rounds=1))

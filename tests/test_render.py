@@ -126,3 +126,8 @@ def test_real_qwen25_template_breaks_prefix_on_consecutive_tool_results():
     two_tools = [*CONVERSATION[1:6], {"role": "tool", "content": "humid"}, {"role": "assistant", "content": "ok"}]
     with pytest.raises(TemplateError, match="message 5 \\(tool\\)"):
         render_messages(tokenizer, two_tools)
+
+
+def test_conversation_opening_with_an_assistant_message_is_refused(tiny_tokenizer):
+    with pytest.raises(TemplateError, match="opens with an assistant message"):
+        render_messages(tiny_tokenizer, [{"role": "assistant", "content": "Hi! How can I help?"}])

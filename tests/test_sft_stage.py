@@ -180,3 +180,14 @@ def test_requested_tracker_that_is_not_installed_is_a_clear_error(data, tmp_path
         pytest.skip("wandb is installed here")
     with pytest.raises(ValueError, match="unknown tracker 'mlflow'"):
         run(_config(data, tmp_path / "run2", max_steps=1, trackers=("mlflow",)))
+
+
+def test_rerun_without_checkpoints_rewrites_metrics_instead_of_appending(data, tmp_path):
+    run(_config(data, tmp_path / "run", max_steps=3, eval_every=0))
+    run(_config(data, tmp_path / "run", max_steps=3, eval_every=0))
+    assert [r["step"] for r in _rows(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_no_usable_data_is_an_error_not_a_hang(data, tmp_path):
+    with pytest.raises(ValueError, match="no training batches"):
+        run(_config(data, tmp_path / "run", max_length=8, skip_invalid=True, eval_data=""))

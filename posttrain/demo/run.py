@@ -21,13 +21,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from posttrain.demo.mix import build_demo_data
 from posttrain.eval.judges import __doc__ as JUDGE_NOTE
 from posttrain.eval.judges import boxed_answers
 from posttrain.eval.suite import evaluate
 from posttrain.models import load_policy
 from posttrain.stages import preference, sft
-from posttrain.train.config import option, save_config
+from posttrain.train.config import config_to_dict, option, save_config
 from posttrain.train.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("posttrain.demo")
@@ -102,9 +104,22 @@ def arithmetic_prompts(train: Path, out: Path, n: int, seed: int) -> Path:
     return out
 
 
+def _check_same_config(config: DemoConfig, path: Path) -> None:
+    """Phases are reused from an earlier run in the same output, so that run must have had the same config."""
+    if not path.exists():
+        return
+    before = yaml.safe_load(path.read_text()) or {}
+    now = config_to_dict(config)
+    changed = sorted(k for k in now if k != "progress" and before.get(k) != now[k])
+    if changed:
+        raise FileExistsError(f"{path.parent} holds a demo run with other settings ({', '.join(changed)}): its "
+                              "finished phases would be reused; choose another --output")  # fmt: skip
+
+
 def run(config: DemoConfig) -> Path:
     """Run every phase; returns the report path."""
     out = Path(config.output)
+    _check_same_config(config, out / "demo_config.yaml")
     save_config(config, out / "demo_config.yaml")
     timings = {}
     started = time.perf_counter()

@@ -80,7 +80,10 @@ def evaluate(model, tokenizer, sets: Mapping[str, str], progress: bool = True, d
     results: dict = {}
     for name, path in sets.items():
         tasks = load_records(path, "rl").records
-        verifier = tasks[0].verifier
+        verifiers = {t.verifier for t in tasks}
+        if len(verifiers) != 1:
+            raise ValueError(f"{path}: an eval set needs exactly one verifier, found {sorted(verifiers) or 'none'}")
+        (verifier,) = verifiers
         replies = generate_texts(generator, tokenizer, [t.prompt for t in tasks], MAX_NEW_TOKENS[verifier],
                                  batch_size=32, desc=f"eval {name}", progress=progress)  # fmt: skip
         rates = score_replies(verifier, replies, [t.answer for t in tasks])

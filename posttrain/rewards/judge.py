@@ -90,7 +90,7 @@ class LMJudge:
 class HFChatLM:
     """A local transformers chat model as a judge backend (greedy decoding)."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 64):
+    def __init__(self, model, tokenizer, max_new_tokens: int = 256):
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
 
     def complete(self, messages: list[Message]) -> str:
@@ -110,7 +110,7 @@ class OpenAICompatibleLM:
     timeout_s: float = 30.0  # per request
     retries: int = 2  # extra attempts after a timeout, a connection error or a 5xx answer
     backoff_s: float = 0.5  # first wait between attempts; doubles each time
-    max_tokens: int = 64  # reply length cap
+    max_tokens: int = 256  # reply length cap: room to reason before the score
 
     def complete(self, messages: list[Message]) -> str:
         """The endpoint's reply; raises LMUnavailable when every attempt failed."""
@@ -127,11 +127,20 @@ class OpenAICompatibleLM:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return json.loads(response.read())["choices"][0]["message"]["content"]
+                    body = response.read()
             except urllib.error.HTTPError as err:
                 last_error = f"HTTP {err.code}"
-                if err.code < 500:
+                if err.code < 500 and err.code != 429:  # client errors do not heal by retrying; rate limits do
                     break
+                continue
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 last_error = f"{type(err).__name__}: {err}"
+                continue
+            try:
+                content = json.loads(body)["choices"][0]["message"]["content"]
+            except (ValueError, KeyError, IndexError, TypeError) as err:
+                raise LMUnavailable(f"{self.base_url}: malformed chat-completions answer ({err!r})") from err
+            if not isinstance(content, str):
+                raise LMUnavailable(f"{self.base_url}: the answer has no text content")
+            return content
         raise LMUnavailable(f"{self.base_url}: {last_error} after {self.retries + 1} attempt(s)")

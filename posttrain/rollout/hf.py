@@ -58,9 +58,12 @@ class HFSampler:
             top_k=None if greedy or not params.top_k else params.top_k, pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id, output_scores=True, return_dict_in_generate=True,
         )  # fmt: skip
-        new_B_N = out.sequences[:, width:].cpu()
-        logprobs_B_N = torch.stack(out.scores, dim=1).float().log_softmax(-1).cpu()
-        logprobs_B_N = logprobs_B_N.gather(-1, new_B_N[..., None]).squeeze(-1)
+        new_B_N = out.sequences[:, width:]
+        # One (B, V) score at a time: stacking all of them first would hold B x N x V floats.
+        picked = [
+            s.float().log_softmax(-1).gather(-1, new_B_N[:, n, None]).squeeze(-1) for n, s in enumerate(out.scores)
+        ]
+        logprobs_B_N, new_B_N = torch.stack(picked, dim=1).cpu(), new_B_N.cpu()
         return [self._rollout(prompts[b], new_B_N[b], logprobs_B_N[b]) for b in range(len(prompts))]
 
     def _rollout(self, prompt: list[int], new: torch.Tensor, logprobs: torch.Tensor) -> Rollout:

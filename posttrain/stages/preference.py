@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from posttrain.data import load_records
+from posttrain.data import DataError, load_records
+from posttrain.data.length import split_by_length
 from posttrain.eval.diversity import diversity_metrics
 from posttrain.logprobs import per_sequence_count, per_sequence_sum, token_logprobs
 from posttrain.losses.kto import kto_loss
@@ -124,6 +127,11 @@ def load_offline(config: PreferenceConfig, tokenizer) -> GroupData:
     """Render the offline file into groups of two sequences."""
     schema = "kto" if config.method == "kto" else "preference"
     records = load_records(config.data, schema, skip_invalid=config.skip_invalid).records
+    records, rejected = split_by_length(records, tokenizer, config.max_length)
+    if rejected and not config.skip_invalid:
+        raise rejected[0]
+    if rejected:
+        log.warning("skipped %d records that are too long or unrenderable; first: %s", len(rejected), rejected[0])
     sequences: list[RenderedSequence] = []
     if config.method != "kto":
         for pair in records:
@@ -136,12 +144,43 @@ def load_offline(config: PreferenceConfig, tokenizer) -> GroupData:
         mismatched_prompt = records[(i + 1) % len(records)].prompt
         sequences += [render_completion(tokenizer, record.prompt, record.completion),
                       render_completion(tokenizer, mismatched_prompt, record.completion)]  # fmt: skip
+        if len(sequences[-1]) > config.max_length:
+            raise DataError(record.source, "completion", f"with the next record's prompt (the KL term) it is "
+                            f"{len(sequences[-1])} tokens, longer than max_length {config.max_length}")  # fmt: skip
     return GroupData(sequences, torch.tensor([r.label for r in records]))
 
 
 def _batches(config: PreferenceConfig, data: GroupData, pad_id: int, seed: int | None):
     groups = [(2 * g, 2 * g + 1) for g in range(len(data.sequences) // 2)]
     return pack_groups(data.sequences, groups, config.max_length, config.rows_per_batch, pad_id, seed)
+
+
+def _fingerprint(config: PreferenceConfig, data: GroupData) -> str:
+    """What a stored reference was computed for: the starting model and every sequence's token ids."""
+    digest = hashlib.sha256(config.model.encode())
+    for sequence in data.sequences:
+        digest.update(repr(sequence.token_ids).encode())
+    return digest.hexdigest()
+
+
+def reference_logps(config: PreferenceConfig, model, data: GroupData, run_dir: Path, pad_id: int, device, precision):
+    """(2G,) reference log-probs: read from the run directory when computed for the same model and data, else
+    computed on the first epoch's own batches (under bf16 the same layout gives the same numbers, so step 1 sits
+    at log 2) and stored atomically."""
+    ref_path, meta_path = run_dir / "reference_logps.pt", run_dir / "reference.json"
+    fingerprint = _fingerprint(config, data)
+    if ref_path.exists() and meta_path.exists() and json.loads(meta_path.read_text())["fingerprint"] == fingerprint:
+        return torch.load(ref_path, weights_only=True)
+    started = time.perf_counter()
+    first_epoch = _batches(config, data, pad_id, _epoch_seed(config, 0))
+    ref = sequence_logps(model, first_epoch, len(data.sequences), device, precision)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = ref_path.with_name(".reference_logps.pt.tmp")
+    torch.save(ref, tmp)
+    os.replace(tmp, ref_path)
+    atomic_write_json(meta_path, {"sequences": len(data.sequences), "seconds": time.perf_counter() - started,
+                                  "fingerprint": fingerprint})  # fmt: skip
+    return ref
 
 
 def _epoch_seed(config: PreferenceConfig, epoch: int) -> int:
@@ -231,20 +270,12 @@ class DriftWatch:
 def train_on(config: PreferenceConfig, model, tokenizer, data: GroupData, run_dir: Path, device, precision) -> dict:
     """Reference log-probs, then the step loop over the groups; returns the last metrics row."""
     pad_id = tokenizer.pad_token_id
-    ref_path = run_dir / "reference_logps.pt"
-    if ref_path.exists():
-        ref = torch.load(ref_path, weights_only=True)
-    else:
-        started = time.perf_counter()
-        # The first epoch's own batches: under bf16 the same layout gives the same numbers, so step 1 sits at log 2.
-        first_epoch = _batches(config, data, pad_id, _epoch_seed(config, 0))
-        ref = sequence_logps(model, first_epoch, len(data.sequences), device, precision)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(ref, ref_path)
-        seconds = time.perf_counter() - started
-        atomic_write_json(run_dir / "reference.json", {"sequences": len(data.sequences), "seconds": seconds})
-    steps_per_epoch = math.ceil(len(_batches(config, data, pad_id, _epoch_seed(config, 0))) / config.grad_accum)
-    total = config.max_steps or steps_per_epoch * config.epochs
+    ref = reference_logps(config, model, data, run_dir, pad_id, device, precision)
+    epochs = [_batches(config, data, pad_id, _epoch_seed(config, e)) for e in range(config.epochs)]
+    if not epochs[0]:
+        raise ValueError(f"{run_dir}: no training pairs")
+    # Greedy group packing gives each epoch's order its own batch count, so count every epoch.
+    total = config.max_steps or sum(math.ceil(len(b) / config.grad_accum) for b in epochs)
     optimizer, scheduler = build_optimization(model, config.lr, config.weight_decay, config.warmup_ratio, total,
                                               config.min_lr_ratio)  # fmt: skip
     watch = DriftWatch()
@@ -290,7 +321,8 @@ def make_pairs(config: PreferenceConfig, model, tokenizer, tasks, judge, round_d
     sampler = HFSampler(sampling_copy(model, precision), tokenizer)
     groups = sampler.sample([t.prompt for t in tasks], config.samples_per_prompt, _sampling(config, seed))
     sequences, sample_rows, pair_rows = [], [], []
-    stats = {"prompts": len(tasks), "samples": 0, "reward_sum": 0.0, "ties": 0, "below_margin": 0, "failures": 0}
+    stats = {"prompts": len(tasks), "samples": 0, "reward_sum": 0.0, "ties": 0, "below_margin": 0, "failures": 0,
+             "unjudged": 0, "too_long": 0}  # fmt: skip
     for task, rollouts in zip(tasks, groups, strict=True):
         scores = judge.score_group(task, [r.text for r in rollouts])
         stats["samples"] += len(rollouts)
@@ -298,14 +330,21 @@ def make_pairs(config: PreferenceConfig, model, tokenizer, tasks, judge, round_d
         stats["failures"] += sum(s.failure is not None for s in scores)
         sample_rows += [{"prompt": task.prompt[-1].content, "completion": r.text, "reward": s.reward,
                          "failure": s.failure, "finish_reason": r.finish_reason} for r, s in zip(rollouts, scores, strict=True)]  # fmt: skip
-        best = max(range(len(scores)), key=lambda i: scores[i].reward)
-        worst = min(range(len(scores)), key=lambda i: scores[i].reward)
+        judged = [i for i, score in enumerate(scores) if score.failure is None or isinstance(judge, VerifierJudge)]
+        if len(judged) < 2:  # a judge that could not answer says nothing about which sample is better
+            stats["unjudged"] += 1
+            continue
+        best = max(judged, key=lambda i: scores[i].reward)
+        worst = min(judged, key=lambda i: scores[i].reward)
         margin = scores[best].reward - scores[worst].reward
         if margin == 0:
             stats["ties"] += 1
             continue
         if margin < config.min_margin:
             stats["below_margin"] += 1
+            continue
+        if max(len(rollouts[i].prompt_ids) + len(rollouts[i].token_ids) for i in (best, worst)) > config.max_length:
+            stats["too_long"] += 1
             continue
         for r in (rollouts[best], rollouts[worst]):
             ids = r.prompt_ids + r.token_ids
@@ -371,6 +410,8 @@ def run(config: PreferenceConfig) -> Path:
         raise ValueError("preference needs --data (offline) or --rounds N with --prompts")
     run_dir = Path(config.output)
     check_run_dir(run_dir, config.resume)
+    if any(run_dir.glob("round_*")) and not config.resume:
+        raise FileExistsError(f"{run_dir} already holds preference rounds: pass resume=true, or choose another output")
     device = device_for_training()
     precision = resolve_precision(config.precision, device)
     save_config(config, run_dir / "config.yaml")

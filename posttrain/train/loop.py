@@ -50,6 +50,7 @@ def resume_state(run_dir: Path, settings: LoopSettings, model, optimizer, schedu
     checkpoint = latest_checkpoint(run_dir)
     check_run_dir(run_dir, settings.resume)
     if checkpoint is None:
+        truncate_metrics(Path(run_dir) / "metrics.jsonl", 0)  # rows of an earlier attempt without a checkpoint
         return {"step": 0, "epoch": 0, "cursor": 0, "sequences_seen": 0}
     state = load_checkpoint(checkpoint, model, optimizer, scheduler)
     truncate_metrics(Path(run_dir) / "metrics.jsonl", state["step"])
@@ -77,6 +78,8 @@ def run_loop(
     done, epoch, cursor, seen = state["step"], state["epoch"], state["cursor"], state["sequences_seen"]
     bar = tqdm(total=settings.total_steps, initial=done, desc=settings.desc, disable=not settings.progress, unit="step")
     batches, row = batches_for(epoch), {}
+    if not batches:
+        raise ValueError(f"{run_dir}: no training batches (every record skipped, or an empty data set)")
     while done < settings.total_steps:
         if cursor >= len(batches):
             epoch, cursor = epoch + 1, 0

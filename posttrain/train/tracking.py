@@ -57,12 +57,24 @@ class MetricsLogger:
             sink(row)
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Flush and close the file and every tracker."""
         self._file.close()
+        for sink in self._sinks:
+            sink.close()
 
 
-def _open_tracker(name: str, run_dir: Path, config: dict[str, Any]):
-    """A callable that forwards a metrics row to one tracker; a clear error if the package is missing."""
+class _Sink:
+    """One tracker: `log(row)` forwards a metrics row, `close()` flushes it."""
+
+    def __init__(self, log, close):
+        self.log, self.close = log, close
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        self.log(row)
+
+
+def _open_tracker(name: str, run_dir: Path, config: dict[str, Any]) -> _Sink:
+    """A sink that forwards metrics rows to one tracker; a clear error if the package is missing."""
     if name not in TRACKERS:
         raise ValueError(f"unknown tracker {name!r}; choose from {', '.join(TRACKERS)}")
     try:
@@ -70,16 +82,17 @@ def _open_tracker(name: str, run_dir: Path, config: dict[str, Any]):
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-            return lambda row: [writer.add_scalar(k, v, row["step"]) for k, v in _scalars(row).items()]
+            return _Sink(lambda row: [writer.add_scalar(k, v, row["step"]) for k, v in _scalars(row).items()],
+                         writer.close)  # fmt: skip
         if name == "wandb":
             import wandb
 
             run = wandb.init(dir=str(run_dir), config=config)
-            return lambda row: run.log(_scalars(row), step=row["step"])
+            return _Sink(lambda row: run.log(_scalars(row), step=row["step"]), run.finish)
         import trackio
 
         trackio.init(project="posttrain", config=config)
-        return lambda row: trackio.log(_scalars(row))
+        return _Sink(lambda row: trackio.log(_scalars(row)), trackio.finish)
     except ImportError as err:
         raise ImportError(f"tracker {name!r} was requested but its package is not installed: {err}") from err
 
