@@ -36,3 +36,22 @@ def print_ratio_table(summaries: dict[str, list[dict]], keys: tuple[str, ...]) -
         a, b = mean["posttrain"][key], mean["trl"][key]
         print(f"| {key} | {a:.4g} | {b:.4g} | {a / b:.2f}x |")
     return mean
+
+
+def step_timer():
+    """A transformers `TrainerCallback` that records each optimizer step's wall time in its `times` list."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_begin(self, *args, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, *args, **kwargs):
+            self.times.append(time.perf_counter() - self.started)
+
+    return StepTimer()

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import print_ratio_table, run_interleaved
+from common import print_ratio_table, run_interleaved, step_timer
 
 
 def make_pairs(path: Path, n: int, seed: int = 0) -> Path:
@@ -66,7 +66,6 @@ def run_posttrain(args) -> dict:
 
 def run_trl(args) -> dict:
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
     from posttrain.models import load_policy
@@ -78,15 +77,7 @@ def run_trl(args) -> dict:
         rows.append({"prompt": [{"role": "user", "content": pair["prompt"]}],
                      "chosen": [{"role": "assistant", "content": pair["chosen"]}],
                      "rejected": [{"role": "assistant", "content": pair["rejected"]}]})  # fmt: skip
-    times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            times.append(time.perf_counter() - self.started)
-
+    timer = step_timer()
     config = DPOConfig(
         output_dir=tempfile.mkdtemp(prefix="bench-trl-dpo-"), beta=0.1, loss_type=["sigmoid"],
         max_length=args.max_length, per_device_train_batch_size=args.trl_batch, max_steps=args.steps,
@@ -95,10 +86,10 @@ def run_trl(args) -> dict:
         dataloader_num_workers=0,
     )  # fmt: skip
     trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         callbacks=[StepTimer()])  # fmt: skip
+                         callbacks=[timer])  # fmt: skip
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    return {"losses": [h["loss"] for h in logs], "step_times": times, "reference_s": 0.0,
+    return {"losses": [h["loss"] for h in logs], "step_times": timer.times, "reference_s": 0.0,
             "pairs": args.steps * args.trl_batch}  # fmt: skip
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import print_ratio_table, run_interleaved
+from common import print_ratio_table, run_interleaved, step_timer
 
 
 def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -63,7 +63,6 @@ def run_posttrain(args) -> dict:
 
 def run_trl(args) -> dict:
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from posttrain.models import load_policy
@@ -73,15 +72,7 @@ def run_trl(args) -> dict:
     for messages in _conversations(Path(args.data)):
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
         rows.append({"prompt": messages[:last], "completion": messages[last:]})
-    times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, *a, **k):
-            times.append(time.perf_counter() - self.started)
-
+    timer = step_timer()
     config = SFTConfig(
         output_dir=tempfile.mkdtemp(prefix="bench-trl-"), max_length=args.max_length, packing=True,
         per_device_train_batch_size=args.rows, max_steps=args.steps, learning_rate=args.lr, warmup_steps=0,
@@ -89,11 +80,11 @@ def run_trl(args) -> dict:
         logging_steps=1, save_strategy="no", report_to="none", dataloader_num_workers=0, seed=0,
     )  # fmt: skip
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         callbacks=[StepTimer()])  # fmt: skip
+                         callbacks=[timer])  # fmt: skip
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     cumulative = [0] + [int(h["num_tokens"]) for h in logs]
-    return {"losses": [h["loss"] for h in logs], "step_times": times,
+    return {"losses": [h["loss"] for h in logs], "step_times": timer.times,
             "tokens": [b - a for a, b in itertools.pairwise(cumulative)]}  # fmt: skip
 
 
