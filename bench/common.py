@@ -28,6 +28,18 @@ def run_interleaved(base_cmd: list[str], repeats: int, summarize: Callable[[dict
     return summaries, raw
 
 
+def run_worker(run: Callable[[], dict]) -> None:
+    """A worker's whole job: run one side, add its wall time and peak RSS, print `RESULT {json}`."""
+    import resource
+    import time
+
+    started = time.perf_counter()
+    result = run()
+    result["wall_s"] = time.perf_counter() - started
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
 def print_ratio_table(summaries: dict[str, list[dict]], keys: tuple[str, ...]) -> dict[str, dict]:
     """Print means per side and posttrain / TRL ratios as a Markdown table; returns the means."""
     mean = {side: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for side, rs in summaries.items()}

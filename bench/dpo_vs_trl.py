@@ -22,14 +22,12 @@ import math
 import platform
 import random
 import re
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from common import print_ratio_table, run_interleaved, step_timer
+from common import print_ratio_table, run_interleaved, run_worker, step_timer
 
 
 def make_pairs(path: Path, n: int, seed: int = 0) -> Path:
@@ -93,14 +91,6 @@ def run_trl(args) -> dict:
             "pairs": args.steps * args.trl_batch}  # fmt: skip
 
 
-def worker(args) -> None:
-    started = time.perf_counter()
-    result = run_posttrain(args) if args.worker == "posttrain" else run_trl(args)
-    result["wall_s"] = time.perf_counter() - started
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(result))
-
-
 def _summary(result: dict) -> dict:
     train_s = result["reference_s"] + sum(result["step_times"])
     return {"train_s": train_s, "pairs_per_s": result["pairs"] / train_s, "wall_s": result["wall_s"],
@@ -136,7 +126,7 @@ def main() -> None:
     parser.add_argument("--worker", choices=["posttrain", "trl"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args)
+        return run_worker(lambda: run_posttrain(args) if args.worker == "posttrain" else run_trl(args))
     args.data = args.data or str(make_pairs(Path(tempfile.mkdtemp(prefix="bench-pairs-")) / "pairs.jsonl", args.pairs))
     # Keep one epoch's worth of pairs: posttrain computes reference log-probs for the whole data set up front,
     # TRL for the batches it trains on, so the two do the same reference work only when every pair is used.

@@ -21,14 +21,13 @@ import argparse
 import itertools
 import json
 import platform
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import print_ratio_table, run_interleaved, step_timer
+from common import print_ratio_table, run_interleaved, run_worker, step_timer
 
 
 def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -88,14 +87,6 @@ def run_trl(args) -> dict:
             "tokens": [b - a for a, b in itertools.pairwise(cumulative)]}  # fmt: skip
 
 
-def worker(args) -> None:
-    started = time.perf_counter()
-    result = run_posttrain(args) if args.worker == "posttrain" else run_trl(args)
-    result["wall_s"] = time.perf_counter() - started
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(result))
-
-
 def _summary(result: dict, n_params: int, peak: float) -> dict:
     times, tokens = result["step_times"][1:], result["tokens"][1 : len(result["step_times"])]
     tokens_per_s = sum(tokens) / sum(times)
@@ -126,7 +117,7 @@ def main() -> None:
     parser.add_argument("--worker", choices=["posttrain", "trl"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args)
+        return run_worker(lambda: run_posttrain(args) if args.worker == "posttrain" else run_trl(args))
 
     from posttrain.models import load_policy
 

@@ -40,7 +40,8 @@ def final_answer(text: str) -> str | None:
     return numbers[-1] if numbers else None
 
 
-def _as_number(text: str | None) -> float | None:
+def parse_number(text: str | None) -> float | None:
+    """A plain decimal number (commas allowed as thousands separators), or None."""
     if text is None:
         return None
     try:
@@ -51,7 +52,7 @@ def _as_number(text: str | None) -> float | None:
 
 def answer_correct(text: str, answer: str) -> bool:
     """Whether the final answer equals the reference numerically."""
-    got, want = _as_number(final_answer(text)), _as_number(str(answer))
+    got, want = parse_number(final_answer(text)), parse_number(str(answer))
     return got is not None and want is not None and got == want
 
 

@@ -7,19 +7,16 @@ Rates come with a 95% Wilson interval, since the sets are small.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import torch
 
 from posttrain.data import load_records
 from posttrain.eval.diversity import diversity_metrics
 from posttrain.eval.generate import generate_texts
 from posttrain.eval.judges import answer_correct, follows_format, is_refusal
 from posttrain.rollout import SamplingParams
-from posttrain.rollout.hf import HFSampler
+from posttrain.rollout.hf import HFSampler, bf16_copy
 
 MAX_NEW_TOKENS = {"math": 128, "refusal": 48, "compliance": 48}
 
@@ -76,7 +73,7 @@ def evaluate(model, tokenizer, sets: Mapping[str, str], progress: bool = True, d
 
     With `diversity_set` (one of `sets`), also sample that set's first prompts at temperature 1 for the diversity
     metrics."""
-    generator = copy.deepcopy(model).to(torch.bfloat16)
+    generator = bf16_copy(model)
     results: dict = {}
     for name, path in sets.items():
         tasks = load_records(path, "rl").records

@@ -7,15 +7,8 @@ counted, never silent. Symbolic equivalence (fractions, expressions) is `posttra
 
 from __future__ import annotations
 
-from posttrain.eval.judges import boxed_answers
+from posttrain.eval.judges import boxed_answers, parse_number
 from posttrain.types import RLTask, Score
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text.replace(",", "").strip())
-    except ValueError:
-        return None
 
 
 class BoxedAnswerVerifier:
@@ -26,7 +19,7 @@ class BoxedAnswerVerifier:
         boxed = boxed_answers(completion)
         if not boxed:
             return Score(0.0, {"correct": 0.0}, failure="no_boxed_answer")
-        got, want = _number(boxed[-1]), _number(str(task.answer))
+        got, want = parse_number(boxed[-1]), parse_number(str(task.answer))
         if got is None:
             return Score(0.0, {"correct": 0.0}, failure="not_a_number")
         correct = float(want is not None and got == want)

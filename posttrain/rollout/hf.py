@@ -8,9 +8,11 @@ distribution actually sampled from.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
@@ -18,11 +20,19 @@ from posttrain.rollout import SamplingParams
 from posttrain.types import Messages, Rollout
 
 
+def bf16_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """A bf16 copy to generate from: decoding reads every weight per token, so halving their size nearly doubles
+    CPU decode speed. The model being trained keeps its own weights and dtype."""
+    return copy.deepcopy(model).to(torch.bfloat16)
+
+
 class HFSampler:
     """Sampler over a transformers model (the policy being trained, or a copy of it)."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 32):
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 32,
+                 progress: str = ""):  # fmt: skip
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.progress = progress  # a progress-bar label; empty: no bar
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
@@ -33,7 +43,8 @@ class HFSampler:
         generator_seed = params.seed
         was_training = self.model.training
         self.model.eval()
-        for start in range(0, len(jobs), self.batch_size):
+        starts = range(0, len(jobs), self.batch_size)
+        for start in tqdm(starts, desc=self.progress, disable=not self.progress, unit="batch"):
             chunk = jobs[start : start + self.batch_size]
             torch.manual_seed(generator_seed + start)
             rollouts = self._generate([prompt_ids[i] for i, _ in chunk], params)

@@ -22,7 +22,6 @@ Launch:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import itertools
@@ -30,6 +29,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +48,9 @@ from posttrain.render import RenderedSequence, render_completion
 from posttrain.rewards.answer import BoxedAnswerVerifier
 from posttrain.rewards.judge import HFChatLM, LMJudge, OpenAICompatibleLM, VerifierJudge
 from posttrain.rollout import SamplingParams
-from posttrain.rollout.hf import HFSampler
+from posttrain.rollout.hf import HFSampler, bf16_copy
 from posttrain.train.config import option, save_config
-from posttrain.train.io import atomic_write_json, atomic_write_text
+from posttrain.train.io import atomic_directory, atomic_write_json, atomic_write_text
 from posttrain.train.loop import LoopSettings, check_run_dir, run_loop
 from posttrain.train.manifest import write_manifest
 from posttrain.train.optim import autocast, resolve_precision
@@ -289,7 +289,8 @@ def train_on(config: PreferenceConfig, model, tokenizer, data: GroupData, run_di
     settings = LoopSettings(total, config.grad_accum, 0, config.save_every, config.keep_last, config.resume,
                             config.trackers, config.progress, desc=f"{config.method} {run_dir.name}")  # fmt: skip
     return run_loop(run_dir, settings, model, optimizer, scheduler,
-                    lambda epoch: _batches(config, data, pad_id, _epoch_seed(config, epoch)), step)  # fmt: skip
+                    lambda e: epochs[e] if e < len(epochs) else _batches(config, data, pad_id, _epoch_seed(config, e)),
+                    step)  # fmt: skip
 
 
 def build_judge(config: PreferenceConfig):
@@ -311,9 +312,8 @@ def _sampling(config: PreferenceConfig, seed: int) -> SamplingParams:
 
 
 def sampling_copy(model, precision: str):
-    """The model to sample from: a bf16 copy when training in bf16 (generation reads weights every token, so
-    halving their size nearly doubles CPU decode speed), else the model itself."""
-    return copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16" else model
+    """The model to sample from: a bf16 copy when training in bf16, else the model itself."""
+    return bf16_copy(model) if precision == "bf16" else model
 
 
 def make_pairs(config: PreferenceConfig, model, tokenizer, tasks, judge, round_dir: Path, seed: int, precision: str):
@@ -419,8 +419,9 @@ def run(config: PreferenceConfig) -> Path:
                    {"method": config.method, "precision": precision, "config": dataclasses.asdict(config)})  # fmt: skip
     if config.rounds:
         final_round = run_rounds(config, run_dir, device, precision)
-        model, tokenizer = build_policy(str(final_round), device, config.seed)
-        return save_model(model, tokenizer, run_dir / "final")
+        with atomic_directory(run_dir / "final") as tmp:
+            shutil.copytree(final_round, tmp, dirs_exist_ok=True)
+        return run_dir / "final"
     model, tokenizer = build_policy(config.model, device, config.seed, _lora(config), config.gradient_checkpointing)
     train_on(config, model, tokenizer, load_offline(config, tokenizer), run_dir, device, precision)
     return save_model(model, tokenizer, run_dir / "final")
