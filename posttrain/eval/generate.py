@@ -6,9 +6,15 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from posttrain.rollout import SamplingParams
+from posttrain.rollout import Sampler, SamplingParams
 from posttrain.rollout.hf import HFSampler
 from posttrain.types import Messages
+
+
+def greedy_texts(sampler: Sampler, prompts: Sequence[Messages], max_new_tokens: int) -> list[str]:
+    """Greedy completion of each prompt by `sampler`, in input order, without special tokens."""
+    groups = sampler.sample(prompts, 1, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))
+    return [group[0].text for group in groups]
 
 
 def generate_texts(
@@ -21,6 +27,5 @@ def generate_texts(
     progress: bool = True,
 ) -> list[str]:
     """Greedy completion of each prompt, in input order, without special tokens."""
-    sampler = HFSampler(model, tokenizer, batch_size, progress=desc if progress else "")
-    groups = sampler.sample(prompts, 1, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))
-    return [group[0].text for group in groups]
+    return greedy_texts(HFSampler(model, tokenizer, batch_size, progress=desc if progress else ""), prompts,
+                        max_new_tokens)  # fmt: skip

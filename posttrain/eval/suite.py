@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from posttrain.data import load_records
 from posttrain.eval.diversity import diversity_metrics
-from posttrain.eval.generate import generate_texts
+from posttrain.eval.generate import greedy_texts
 from posttrain.eval.judges import answer_correct, follows_format, is_refusal
 from posttrain.rollout import SamplingParams
-from posttrain.rollout.hf import HFSampler, bf16_copy
+from posttrain.rollout.engine import make_sampler
 
 MAX_NEW_TOKENS = {"math": 128, "refusal": 48, "compliance": 48}
 
@@ -61,19 +61,18 @@ def score_replies(verifier: str, replies: list[str], answers: list) -> dict[str,
     raise ValueError(f"no demo judge for verifier {verifier!r}")
 
 
-def diversity(generator, tokenizer, prompts, n_prompts: int = 8, n_samples: int = 4) -> dict[str, float]:
+def diversity(sampler, prompts, n_prompts: int = 8, n_samples: int = 4) -> dict[str, float]:
     """distinct-n and self-BLEU of temperature-1 samples on the first `n_prompts` prompts."""
     params = SamplingParams(max_new_tokens=64, temperature=1.0, seed=2024)
-    groups = HFSampler(generator, tokenizer).sample(list(prompts)[:n_prompts], n_samples, params)
+    groups = sampler.sample(list(prompts)[:n_prompts], n_samples, params)
     return diversity_metrics([[r.text for r in g] for g in groups])
 
 
 def evaluate(model, tokenizer, sets: Mapping[str, str], progress: bool = True, diversity_set: str = "") -> dict:
-    """Generate greedily (bf16 weights copy) on each held-out set and score it; also returns sample replies.
+    """Generate greedily (the rollout engine, bf16) on each held-out set and score it; also returns sample replies.
 
     With `diversity_set` (one of `sets`), also sample that set's first prompts at temperature 1 for the diversity
     metrics."""
-    generator = bf16_copy(model)
     results: dict = {}
     for name, path in sets.items():
         tasks = load_records(path, "rl").records
@@ -81,12 +80,12 @@ def evaluate(model, tokenizer, sets: Mapping[str, str], progress: bool = True, d
         if len(verifiers) != 1:
             raise ValueError(f"{path}: an eval set needs exactly one verifier, found {sorted(verifiers) or 'none'}")
         (verifier,) = verifiers
-        replies = generate_texts(generator, tokenizer, [t.prompt for t in tasks], MAX_NEW_TOKENS[verifier],
-                                 batch_size=32, desc=f"eval {name}", progress=progress)  # fmt: skip
+        sampler = make_sampler(model, tokenizer, batch_size=64, progress=f"eval {name}" if progress else "")
+        replies = greedy_texts(sampler, [t.prompt for t in tasks], MAX_NEW_TOKENS[verifier])
         rates = score_replies(verifier, replies, [t.answer for t in tasks])
         results[name] = {metric: rate.as_dict() for metric, rate in rates.items()}
         if name == diversity_set:
-            results["diversity"] = diversity(generator, tokenizer, [t.prompt for t in tasks])
+            results["diversity"] = diversity(sampler, [t.prompt for t in tasks])
         results[name]["samples"] = [
             {"prompt": t.prompt[-1].content, "reply": r} for t, r in zip(tasks[:3], replies, strict=False)
         ]

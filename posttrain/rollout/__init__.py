@@ -18,6 +18,7 @@ class SamplingParams:
     top_p: float = 1.0  # nucleus sampling mass
     top_k: int = 0  # 0: no top-k cut
     seed: int = 0  # seeds the sampler's generator
+    stop: tuple[str, ...] = ()  # stop strings: a completion ends with the token that completes one
 
 
 class Sampler(Protocol):
@@ -25,4 +26,8 @@ class Sampler(Protocol):
 
     def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
         """`n` rollouts for each prompt, grouped per prompt, in prompt order."""
+        ...
+
+    def sync(self) -> None:
+        """Take up the policy's current weights (called after each optimizer step)."""
         ...

@@ -2,8 +2,8 @@
 
 Prompts are rendered by `render_prompt` (the training template), sorted by length and left-padded. The
 sampled ids are kept exactly as generated, so training on a rollout never decodes and re-encodes text. The
-per-token log-probs come from the processed scores (temperature, top-p and top-k applied), that is, from the
-distribution actually sampled from.
+per-token log-probs are those of log-softmax(logits / temperature), as `posttrain.rollout.engine` documents.
+It generates from the model it is given, so `sync` has nothing to do.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ class HFSampler:
                  progress: str = ""):  # fmt: skip
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.progress = progress  # a progress-bar label; empty: no bar
+
+    def sync(self) -> None:
+        """Nothing to do: generation reads the model's current weights."""
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
@@ -67,25 +70,42 @@ class HFSampler:
             max_new_tokens=params.max_new_tokens, do_sample=not greedy,
             temperature=None if greedy else params.temperature, top_p=None if greedy else params.top_p,
             top_k=None if greedy or not params.top_k else params.top_k, pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, output_scores=True, return_dict_in_generate=True,
+            eos_token_id=tok.eos_token_id, output_logits=True, return_dict_in_generate=True,
+            stop_strings=list(params.stop) or None, tokenizer=tok if params.stop else None,
         )  # fmt: skip
         new_B_N = out.sequences[:, width:]
-        # One (B, V) score at a time: stacking all of them first would hold B x N x V floats.
+        # One (B, V) row of logits at a time: stacking all of them first would hold B x N x V floats.
+        scale = 1.0 if greedy else 1.0 / params.temperature
         picked = [
-            s.float().log_softmax(-1).gather(-1, new_B_N[:, n, None]).squeeze(-1) for n, s in enumerate(out.scores)
+            (s.float() * scale).log_softmax(-1).gather(-1, new_B_N[:, n, None]).squeeze(-1)
+            for n, s in enumerate(out.logits)
         ]
         logprobs_B_N, new_B_N = torch.stack(picked, dim=1).cpu(), new_B_N.cpu()
-        return [self._rollout(prompts[b], new_B_N[b], logprobs_B_N[b]) for b in range(len(prompts))]
+        return [self._rollout(prompts[b], new_B_N[b], logprobs_B_N[b], params) for b in range(len(prompts))]
 
-    def _rollout(self, prompt: list[int], new: torch.Tensor, logprobs: torch.Tensor) -> Rollout:
+    def _rollout(self, prompt: list[int], new: torch.Tensor, logprobs: torch.Tensor, params: SamplingParams
+                 ) -> Rollout:  # fmt: skip
         ids = new.tolist()
         eos = self.tokenizer.eos_token_id
-        stop = eos in ids
-        length = ids.index(eos) + 1 if stop else len(ids)
+        length = ids.index(eos) + 1 if eos in ids else len(ids)
+        text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+        stop_at = _stop_string_end(self.tokenizer, ids[:length], params.stop)
+        if stop_at is not None:
+            length = stop_at
+            raw = self.tokenizer.decode(ids[:length], skip_special_tokens=False)
+            text = raw[: min(i for i in (raw.find(s) for s in params.stop) if i >= 0)]
         return Rollout(
             prompt_ids=tuple(prompt),
             token_ids=tuple(ids[:length]),
             logprobs=tuple(logprobs[:length].tolist()),
-            text=self.tokenizer.decode(ids[:length], skip_special_tokens=True).strip(),
-            finish_reason="stop" if stop else "length",
+            text=text.strip(),
+            finish_reason="stop" if length < len(ids) or eos in ids[:length] or stop_at is not None else "length",
         )
+
+
+def _stop_string_end(tokenizer: PreTrainedTokenizerBase, ids: list[int], stops: tuple[str, ...]) -> int | None:
+    """The number of tokens up to the one completing the first stop string, or None when none occurs."""
+    if not stops or not any(s in tokenizer.decode(ids, skip_special_tokens=False) for s in stops):
+        return None
+    return next(k for k in range(1, len(ids) + 1)
+                if any(s in tokenizer.decode(ids[:k], skip_special_tokens=False) for s in stops))  # fmt: skip

@@ -1,0 +1,132 @@
+"""Decode throughput of posttrain's rollout engine against plain `model.generate`, and against this machine's ceiling.
+
+For each batch size, every contender samples `--new-tokens` tokens per row (temperature 1, end-of-turn ignored,
+so each row decodes the same number of tokens) after distinct chat prompts of about 40 tokens, one sample per
+prompt (no prefix sharing, which would favour the engine). Reported: new tokens per second of wall time, prefill
+included, best of `--repeats`, all contenders interleaved in one process:
+- `generate <dtype>`: `model.generate(do_sample=True, min_new_tokens=max_new_tokens=N)` on the model in that dtype;
+- `engine <dtype>`: `RolloutEngine` (fused forward, preallocated KV cache) in that dtype.
+
+The ceiling for a decode step at batch B: every weight matrix is read once per step (bytes / measured memory
+bandwidth) and each row costs 2 x matmul params FLOPs (over the measured bf16 or fp32 matmul peak); the step can
+go no faster than the slower of the two, so the ceiling is B / max(bytes / bandwidth, B x FLOPs / peak) tokens/s.
+Attention over the cache and the prefill are left out of the ceiling, which makes it generous.
+
+    python bench/rollout_speed.py --batches 1 16 64 --new-tokens 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from posttrain.models import load_policy
+from posttrain.rollout import SamplingParams
+from posttrain.rollout.engine import RolloutEngine
+
+QUESTIONS = [f"What is {a} + {b}? Explain the steps, then give the answer." for a in range(11, 99, 3) for b in (7, 13)]
+
+
+def memory_bandwidth_gbs(mb: int = 1024, reps: int = 5) -> float:
+    """Measured read bandwidth: summing a tensor larger than any cache."""
+    x = torch.ones(mb * 2**20 // 4, dtype=torch.float32)
+    x.sum()
+    start = time.perf_counter()
+    for _ in range(reps):
+        x.sum()
+    return reps * x.numel() * 4 / (time.perf_counter() - start) / 1e9
+
+
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """Measured dense matmul rate in `dtype`."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return reps * 2 * n**3 / (time.perf_counter() - start) / 1e9
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    """Parameters read by a decode step's matrix products (linear layers and the LM head; not the embedding gather)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def time_generate(model, tokenizer, prompts_ids: list[list[int]], new_tokens: int) -> float:
+    """Seconds for one left-padded batched `generate` call."""
+    width = max(map(len, prompts_ids))
+    ids = torch.full((len(prompts_ids), width), tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for row, p in enumerate(prompts_ids):
+        ids[row, width - len(p) :], mask[row, width - len(p) :] = torch.tensor(p), 1
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                       max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def time_engine(engine: RolloutEngine, prompts, new_tokens: int) -> float:
+    """Seconds for one engine call, end-of-turn ignored."""
+    engine.eos_ids = set()
+    start = time.perf_counter()
+    engine.sample(prompts, 1, SamplingParams(max_new_tokens=new_tokens, temperature=1.0))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"])
+    args = parser.parse_args()
+
+    model, tokenizer = load_policy(args.model)
+    model.eval()
+    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    models = {name: model.to(dtypes[name]) if name == "fp32" else load_policy(args.model, dtypes[name])[0].eval()
+              for name in args.dtypes}  # fmt: skip
+    engines = {name: RolloutEngine(models[name], tokenizer, batch_size=max(args.batches), dtype=dtypes[name])
+               for name in args.dtypes}  # fmt: skip
+    bandwidth = memory_bandwidth_gbs()
+    peaks = {name: matmul_peak_gflops(dtypes[name]) for name in args.dtypes}
+    params = matmul_params(model)
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
+          f"threads; bandwidth {bandwidth:.1f} GB/s; matmul peak "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + f"; {params / 1e6:.1f}M matmul params")  # fmt: skip
+
+    rows = []
+    for batch in args.batches:
+        prompts = [[{"role": "user", "content": q}] for q in QUESTIONS[:batch]]
+        prompt_ids = [tokenizer.apply_chat_template(p, add_generation_prompt=True) for p in prompts]
+        prompt_ids = [list(p["input_ids"] if hasattr(p, "keys") else p) for p in prompt_ids]
+        best: dict[str, float] = {}
+        for round_ in range(args.repeats + 1):  # round 0 warms up
+            for name in args.dtypes:
+                seconds = {f"generate {name}": time_generate(models[name], tokenizer, prompt_ids, args.new_tokens),
+                           f"engine {name}": time_engine(engines[name], prompts, args.new_tokens)}  # fmt: skip
+                for label, s in seconds.items():
+                    best[label] = max(best.get(label, 0.0), batch * args.new_tokens / s) if round_ else 0.0
+        for name in args.dtypes:
+            width = 2 if name == "bf16" else 4
+            step_s = max(params * width / (bandwidth * 1e9), batch * 2 * params / (peaks[name] * 1e9))
+            ceiling = batch / step_s
+            rows.append({"batch": batch, "dtype": name, "generate": best[f"generate {name}"],
+                         "engine": best[f"engine {name}"], "ceiling": ceiling})  # fmt: skip
+    print("| batch | dtype | generate tok/s | engine tok/s | engine / generate | ceiling tok/s | engine / ceiling |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['dtype']} | {r['generate']:.0f} | {r['engine']:.0f} | "
+              f"{r['engine'] / r['generate']:.2f}x | {r['ceiling']:.0f} | {100 * r['engine'] / r['ceiling']:.0f}% |")  # fmt: skip
+    print("RESULT " + json.dumps({"rows": rows, "bandwidth_gbs": bandwidth, "peaks": peaks}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The rollout engine: its fused forward against the HF model, its samples against plain generate, its sampler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from posttrain.models import LoraSpec, apply_lora, load_policy
+from posttrain.rollout import SamplingParams
+from posttrain.rollout.engine import RolloutEngine, make_sampler, sample_tokens
+from posttrain.rollout.fused import FusedDecoder, weights_from
+from posttrain.rollout.hf import HFSampler
+
+PROMPTS = [[{"role": "user", "content": c}] for c in ("hello there", "what is 2+2?", "a longer prompt about things")]
+
+
+def _fused_vs_hf(model) -> float:
+    """Max |logit difference| between the fused prefill + decode steps and the HF forward on whole sequences."""
+    decoder = FusedDecoder(model, weights_from(model, model.dtype))
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27]]
+    continuations = [[30, 31, 32], [33, 34, 35], [36, 37, 38]]
+    cache, prefill_logits = decoder.prefill(prompts, capacity=16)
+    steps = [decoder.step(torch.tensor([c[t] for c in continuations]), cache) for t in range(3)]
+    worst = 0.0
+    for i, prompt in enumerate(prompts):
+        with torch.no_grad():
+            reference = model(torch.tensor([prompt + continuations[i]])).logits[0].float()
+        worst = max(worst, float((reference[len(prompt) - 1] - prefill_logits[i]).abs().max()))
+        for t in range(3):
+            worst = max(worst, float((reference[len(prompt) + t] - steps[t][i]).abs().max()))
+    return worst
+
+
+@pytest.mark.parametrize("preset", ["tiny-random-llama", "tiny-random-qwen2"])
+def test_fused_forward_matches_hf_forward(preset):
+    model, _ = load_policy(preset, dtype=torch.float64)
+    assert _fused_vs_hf(model.eval()) < 1e-6
+
+
+@pytest.mark.smollm2
+def test_fused_forward_matches_hf_on_smollm2(smollm2):
+    assert _fused_vs_hf(smollm2[0]) < 2e-3  # fp32 logits of magnitude ~20, summed in another order
+
+
+def test_fused_weights_merge_lora():
+    model, _ = load_policy("tiny-random-llama", dtype=torch.float64)
+    model = apply_lora(model, LoraSpec(r=4, alpha=8))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # adapters start at zero: make them count
+    assert _fused_vs_hf(model.eval()) < 1e-6
+
+
+def test_greedy_rollouts_equal_plain_generate(tiny):
+    model, tokenizer = tiny
+    params = SamplingParams(max_new_tokens=12, temperature=0)
+    engine = RolloutEngine(model.eval(), tokenizer, batch_size=4, dtype=torch.float32)
+    for stop in ((), ("e",)):  # a common stop string: rows stop at different steps and the cache is compacted
+        ours = engine.sample(PROMPTS, 2, SamplingParams(max_new_tokens=12, temperature=0, stop=stop))
+        plain = HFSampler(model, tokenizer).sample(PROMPTS, 2, SamplingParams(max_new_tokens=12, temperature=0,
+                                                                                stop=stop))  # fmt: skip
+        for group_a, group_b in zip(ours, plain, strict=True):
+            for a, b in zip(group_a, group_b, strict=True):
+                assert (a.token_ids, a.text, a.finish_reason) == (b.token_ids, b.text, b.finish_reason)
+                assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-4
+    assert any(r.finish_reason == "stop" for g in ours for r in g)
+    assert params.max_new_tokens == 12
+
+
+def test_rollout_logprobs_are_those_the_trainer_computes(tiny):
+    model, tokenizer = tiny
+    engine = RolloutEngine(model.eval(), tokenizer, batch_size=8, dtype=torch.float32)
+    groups = engine.sample(PROMPTS, 3, SamplingParams(max_new_tokens=10, temperature=0.7, seed=3))
+    for rollout in (r for g in groups for r in g):
+        ids = torch.tensor([rollout.prompt_ids + rollout.token_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(rollout.prompt_ids) - 1 : -1].float() / 0.7
+        expected = logits.log_softmax(-1).gather(-1, torch.tensor(rollout.token_ids)[:, None]).squeeze(1)
+        assert torch.allclose(torch.tensor(rollout.logprobs), expected, atol=1e-4)
+
+
+def test_sampling_is_seeded_and_groups_share_a_prefill(tiny):
+    model, tokenizer = tiny
+    engine = RolloutEngine(model.eval(), tokenizer, batch_size=6)
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, seed=11)
+    first, again = engine.sample(PROMPTS, 4, params), engine.sample(PROMPTS, 4, params)
+    assert [[r.token_ids for r in g] for g in first] == [[r.token_ids for r in g] for g in again]
+    other = engine.sample(PROMPTS, 4, SamplingParams(max_new_tokens=8, temperature=1.0, seed=12))
+    assert [[r.token_ids for r in g] for g in first] != [[r.token_ids for r in g] for g in other]
+    assert all(len(set(r.token_ids for r in g)) > 1 for g in first)  # samples of one prompt differ
+
+
+def test_sample_tokens_distribution_top_k_and_top_p():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(20000, 1)
+    generator = torch.Generator().manual_seed(0)
+    tokens, logprobs = sample_tokens(logits, SamplingParams(temperature=1.0), generator)
+    frequencies = torch.bincount(tokens, minlength=4).float() / len(tokens)
+    assert torch.allclose(frequencies, logits[0].softmax(-1), atol=0.01)
+    assert torch.allclose(logprobs, logits[0].log_softmax(-1)[tokens])
+    top2, _ = sample_tokens(logits, SamplingParams(temperature=1.0, top_k=2), generator)
+    assert set(top2.tolist()) == {0, 1}
+    # softmax = [.644, .237, .087, .032]: top_p 0.85 keeps the two tokens reaching it, 0.5 only the first
+    assert set(sample_tokens(logits, SamplingParams(temperature=1.0, top_p=0.85), generator)[0].tolist()) == {0, 1}
+    assert set(sample_tokens(logits, SamplingParams(temperature=1.0, top_p=0.5), generator)[0].tolist()) == {0}
+    greedy, greedy_logprobs = sample_tokens(logits[:2], SamplingParams(temperature=0))
+    assert greedy.tolist() == [0, 0] and torch.allclose(greedy_logprobs, logits[0].log_softmax(-1)[0].expand(2))
+
+
+def test_sync_takes_up_new_weights():
+    model, tokenizer = load_policy("tiny-random-llama")
+    engine = RolloutEngine(model.eval(), tokenizer, batch_size=4, dtype=torch.float32)
+    params = SamplingParams(max_new_tokens=6, temperature=0)
+    before = engine.sample(PROMPTS[:1], 1, params)[0][0]
+    with torch.no_grad():
+        model.model.norm.weight.neg_()  # every logit changes sign: the greedy token becomes the least likely
+    assert engine.sample(PROMPTS[:1], 1, params)[0][0].token_ids == before.token_ids  # not synced yet
+    engine.sync()
+    assert engine.sample(PROMPTS[:1], 1, params)[0][0].token_ids[0] != before.token_ids[0]
+
+
+def test_make_sampler_falls_back_for_other_architectures(tiny):
+    model, tokenizer = tiny
+    assert isinstance(make_sampler(model, tokenizer), RolloutEngine)
+    model.config.model_type = "gpt2-like"
+    try:
+        assert isinstance(make_sampler(model, tokenizer), HFSampler)
+    finally:
+        model.config.model_type = "llama"
