@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 BUILT = {
     "sft": ("posttrain.stages.sft", "SFTConfig"),
     "preference": ("posttrain.stages.preference", "PreferenceConfig"),
+    "rlvr": ("posttrain.stages.rlvr", "RLVRConfig"),
     "demo": ("posttrain.demo.run", "DemoConfig"),
 }
 

@@ -43,22 +43,39 @@ def target_mask(batch: PackedBatch) -> torch.Tensor:
 PLAIN_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "phi3"})
 
 
-def token_logprobs(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
-    """(B, T) per-token log-probs of a packed batch, zero outside `target_mask`."""
+def token_logprobs(model: torch.nn.Module, batch: PackedBatch, temperature: float = 1.0) -> torch.Tensor:
+    """(B, T) per-token log-probs of a packed batch, zero outside `target_mask`, from logits / `temperature`."""
+    return token_logprobs_and_entropy(model, batch, temperature, entropy=False)[0]
+
+
+def token_logprobs_and_entropy(
+    model: torch.nn.Module, batch: PackedBatch, temperature: float = 1.0, entropy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`token_logprobs`, and (B, T) the entropy of each target's predicted distribution (detached; None if not asked)."""
+    rows, cols, logits_N_V = _target_logits(model, batch)
+    logits_N_V = logits_N_V.to(torch.promote_types(logits_N_V.dtype, torch.float32)) / temperature
+    log_z_N = torch.logsumexp(logits_N_V, dim=-1)
+    picked_N = logits_N_V.gather(-1, batch.input_ids[rows, cols][:, None]).squeeze(-1)
+    out = torch.zeros(batch.input_ids.shape, dtype=picked_N.dtype, device=picked_N.device)
+    logprobs_B_T = out.index_put((rows, cols), picked_N - log_z_N)
+    if not entropy:
+        return logprobs_B_T, None
+    with torch.no_grad():
+        logp_N_V = logits_N_V.detach() - log_z_N.detach()[:, None]
+        entropy_N = -(logp_N_V.exp() * logp_N_V).sum(-1)
+    return logprobs_B_T, torch.zeros_like(out, requires_grad=False).index_put((rows, cols), entropy_N)
+
+
+def _target_logits(model: torch.nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, cols, logits) of every target slot: the logits predicting it, from the slot before."""
+    rows, cols = target_mask(batch).nonzero(as_tuple=True)  # (N,) each
     if model.config.model_type not in PLAIN_HEAD_MODEL_TYPES:
-        return gather_logprobs(forward_logits(model, batch), batch.input_ids) * target_mask(batch)
-    config = model.config
-    mask = attention_mask_4d(batch.seq_ids, config._attn_implementation, model.dtype)
+        return rows, cols, forward_logits(model, batch)[rows, cols - 1]
+    mask = attention_mask_4d(batch.seq_ids, model.config._attn_implementation, model.dtype)
     hidden_B_T_H = model.get_decoder()(
         input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False
     ).last_hidden_state
-    rows, cols = target_mask(batch).nonzero(as_tuple=True)  # (N,) each
-    logits_N_V = model.get_output_embeddings()(hidden_B_T_H[rows, cols - 1])
-    logits_N_V = logits_N_V.to(torch.promote_types(logits_N_V.dtype, torch.float32))
-    picked_N = logits_N_V.gather(-1, batch.input_ids[rows, cols][:, None]).squeeze(-1)
-    logprobs_N = picked_N - torch.logsumexp(logits_N_V, dim=-1)
-    out = torch.zeros(batch.input_ids.shape, dtype=logprobs_N.dtype, device=logprobs_N.device)
-    return out.index_put((rows, cols), logprobs_N)
+    return rows, cols, model.get_output_embeddings()(hidden_B_T_H[rows, cols - 1])
 
 
 def per_sequence_sum(values_B_T: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
@@ -68,6 +85,23 @@ def per_sequence_sum(values_B_T: torch.Tensor, batch: PackedBatch) -> torch.Tens
     slot_to_seq = torch.searchsorted(order, batch.seq_ids.clamp(min=0))  # (B, T); padding is masked out below
     sums = torch.zeros(len(order), dtype=values_B_T.dtype, device=values_B_T.device)
     return sums.index_add(0, slot_to_seq[mask], values_B_T[mask])
+
+
+def per_sequence_tokens(values_B_T: torch.Tensor, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sequence's target values as a right-padded row: ((N, L) values, (N, L) bool mask), in
+    `batch.sequence_indices` order, L the most targets of any sequence. Differentiable in `values_B_T`."""
+    mask = target_mask(batch)
+    order = torch.tensor(batch.sequence_indices, device=batch.seq_ids.device)
+    seq_K = torch.searchsorted(order, batch.seq_ids[mask])  # row-major: a sequence's targets are contiguous, in order
+    seq_K, by_seq = seq_K.sort(stable=True)
+    counts_N = torch.bincount(seq_K, minlength=len(order))
+    offset_K = torch.arange(len(seq_K), device=seq_K.device) - (counts_N.cumsum(0) - counts_N)[seq_K]
+    width = int(counts_N.max()) if len(seq_K) else 0
+    values_N_L = values_B_T.new_zeros((len(order), width)).index_put((seq_K, offset_K), values_B_T[mask][by_seq])
+    mask_N_L = torch.zeros((len(order), width), dtype=torch.bool, device=seq_K.device).index_put(
+        (seq_K, offset_K), torch.ones_like(seq_K, dtype=torch.bool)
+    )
+    return values_N_L, mask_N_L
 
 
 def per_sequence_count(batch: PackedBatch) -> torch.Tensor:

@@ -60,6 +60,6 @@ def test_help_lists_every_stage_and_validate():
 
 
 def test_unbuilt_stage_says_not_available_and_fails():
-    result = _posttrain("rlvr")
+    result = _posttrain("decontaminate")
     assert result.returncode == 2
     assert "not available yet" in result.stderr

@@ -67,6 +67,8 @@ FILES = {
     "harmful_eval": "heldout_harmful.jsonl",
     "harmbench_eval": "heldout_harmbench.jsonl",
     "benign_eval": "heldout_benign.jsonl",
+    "rl_train": "rl_train_arithmetic.jsonl",
+    "rl_eval": "rl_heldout_arithmetic.jsonl",
     "manifest": "mix_manifest.json",
 }
 
@@ -85,6 +87,8 @@ class MixSizes:
     everyday_train: int = 140  # everyday how-to and instruction requests with helpful answers in train
     sft_eval: int = 45  # held-out SFT rows for the eval loss, from the train generators, disjoint from train
     everyday_sft_eval: int = 5  # of the sft_eval rows, how many are everyday requests; the rest split by train size
+    rl_train: int = 400  # math prompts for RL (rl schema), disjoint from every split above
+    rl_eval: int = 200  # held-out math prompts to measure RL by (rl schema), disjoint from everything else
 
 
 @dataclass(frozen=True)
@@ -354,15 +358,22 @@ def _allocate(total: int, weights: dict[str, int]) -> dict[str, int]:
     return shares
 
 
-def _math_splits(sizes: MixSizes, seed: int, n_sft_eval: int) -> tuple[list, list, list]:
-    """(train, sft_eval, held-out) math rows; the evaluation rows use their own RNG stream."""
+def _math_splits(sizes: MixSizes, seed: int, n_sft_eval: int) -> tuple[list, list, list, list, list]:
+    """(train, sft_eval, held-out, rl train, rl held-out) math rows; each later split has its own RNG stream and
+    is drawn after the earlier ones, so adding the RL splits changed none of the others."""
     seen: set[str] = set()
     train = draw_math(random.Random(f"{seed}:math:train"), sizes.arithmetic_train, seen)
     eval_rng = random.Random(f"{seed}:math:eval")
     heldout = draw_math(eval_rng, sizes.arithmetic_eval, seen)
     sft_eval = draw_math(eval_rng, n_sft_eval, seen)
-    heldout_rows = [_rl_row(p.question, "math", p.source, answer=str(p.answer), expr=p.expr) for p in heldout]
-    return [_math_sft_row(p) for p in train], [_math_sft_row(p) for p in sft_eval], heldout_rows
+    rl_train = draw_math(random.Random(f"{seed}:math:rl_train"), sizes.rl_train, seen)
+    rl_eval = draw_math(random.Random(f"{seed}:math:rl_eval"), sizes.rl_eval, seen)
+
+    def rl_rows(problems: list[MathProblem]) -> list[dict]:
+        return [_rl_row(p.question, "math", p.source, answer=str(p.answer), expr=p.expr) for p in problems]
+
+    sft_rows = [_math_sft_row(p) for p in train], [_math_sft_row(p) for p in sft_eval]
+    return *sft_rows, rl_rows(heldout), rl_rows(rl_train), rl_rows(rl_eval)
 
 
 def _harmful_splits(pool: list[HarmfulPrompt], sizes: MixSizes, seed: int, n_sft_eval: int) -> tuple[list, list, list]:
@@ -458,7 +469,7 @@ def build_demo_data(out_dir: Path, sizes: MixSizes = MixSizes(), seed: int = 0) 
         "chat": sizes.chat_train,
     }
     share = _allocate(sizes.sft_eval - sizes.everyday_sft_eval, weights)
-    math_train, math_sft_eval, math_heldout = _math_splits(sizes, seed, share["math"])
+    math_train, math_sft_eval, math_heldout, rl_train, rl_eval = _math_splits(sizes, seed, share["math"])
     harm_train, harm_sft_eval, harm_heldout = _harmful_splits(pool, sizes, seed, share["harmful"])
     benign_train, benign_sft_eval, benign_heldout = _benign_splits(sizes, seed, share["benign"])
     chat_train, chat_sft_eval = _chat_splits(sizes, seed, share["chat"])
@@ -476,6 +487,8 @@ def build_demo_data(out_dir: Path, sizes: MixSizes = MixSizes(), seed: int = 0) 
         "harmful_eval": harm_heldout,
         "harmbench_eval": harmbench_rows,
         "benign_eval": benign_heldout,
+        "rl_train": rl_train,
+        "rl_eval": rl_eval,
     }
     out_dir = Path(out_dir)
     paths = {name: out_dir / FILES[name] for name in FILES}

@@ -1,4 +1,4 @@
-"""`posttrain demo`: SFT then iterated DPO of SmolLM2-135M-Instruct, with a before/after evaluation table.
+"""`posttrain demo`: SFT, iterated DPO, then GRPO of SmolLM2-135M-Instruct, with a before/after evaluation table.
 
 Phases, each skipped when its output already exists (so an interrupted demo continues where it stopped):
 1. build the data mix (`posttrain.demo.mix`): arithmetic with a boxed answer, refusals of AdvBench and
@@ -8,7 +8,9 @@ Phases, each skipped when its output already exists (so an interrupted demo cont
 3. SFT (`posttrain.stages.sft`), resuming from a checkpoint if one is there; evaluate;
 4. `dpo_rounds` rounds of iterated DPO (`posttrain.stages.preference`) on training arithmetic prompts, judged by
    the boxed-answer verifier; evaluate;
-5. write `report.md` and `results.json` and print the table.
+5. GRPO (`posttrain.stages.rlvr`) on the mix's RL arithmetic prompts, rewarded by `MathVerifier`, for
+   `grpo_steps` steps; evaluate; reward, entropy and length curves go to `grpo/curves.png`;
+6. write `report.md` and `results.json` and print the table.
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ from posttrain.eval.judges import __doc__ as JUDGE_NOTE
 from posttrain.eval.judges import boxed_answers
 from posttrain.eval.suite import evaluate
 from posttrain.models import load_policy
-from posttrain.stages import preference, sft
+from posttrain.stages import preference, rlvr, sft
 from posttrain.train.config import config_to_dict, option, save_config
 from posttrain.train.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("posttrain.demo")
-EVAL_SETS = ("arithmetic_eval", "harmful_eval", "harmbench_eval", "benign_eval")
-ROWS = (  # (label, set, metric, higher is better)
+EVAL_SETS = ("arithmetic_eval", "rl_eval", "harmful_eval", "harmbench_eval", "benign_eval")
+ROWS = (  # (label, set, metric)
     ("arithmetic accuracy", "arithmetic_eval", "accuracy"),
+    ("arithmetic accuracy, RL held-out set", "rl_eval", "accuracy"),
     ("answer-format compliance (\\boxed{})", "arithmetic_eval", "format"),
     ("refusal, held-out AdvBench + Do-Not-Answer", "harmful_eval", "refusal_rate"),
     ("refusal, HarmBench (never trained on)", "harmbench_eval", "refusal_rate"),
@@ -59,16 +62,24 @@ class DemoConfig:
     dpo_lr: float = option(1e-6, "DPO peak learning rate")
     dpo_beta: float = option(0.1, "DPO beta")
     dpo_epochs: int = option(2, "passes over each round's pairs")
+    grpo_steps: int = option(40, "GRPO steps after DPO (0: skip)")
+    grpo_prompts: int = option(8, "prompts per GRPO step")
+    grpo_samples: int = option(8, "completions per prompt (the group size)")
+    grpo_lr: float = option(2e-6, "GRPO learning rate")
+    grpo_max_new_tokens: int = option(96, "GRPO completion length cap")
     precision: str = option("auto", "auto (bf16 autocast where supported), bf16 or fp32")
     progress: bool = option(True, "show progress bars")
 
 
 def _evaluate(spec: str, sets: dict[str, Path], out: Path, progress: bool) -> dict:
-    if out.exists():
-        return json.loads(out.read_text())
+    """The held-out results of one checkpoint, cached in `out`; sets added since the cache was written are run."""
+    results = json.loads(out.read_text()) if out.exists() else {}
+    missing = {name: str(sets[name]) for name in EVAL_SETS if name not in results}
+    if not missing:
+        return results
     model, tokenizer = load_policy(spec)
-    named = {name: str(sets[name]) for name in EVAL_SETS}
-    results = evaluate(model, tokenizer, named, progress=progress, diversity_set="benign_eval")
+    diversity_set = "benign_eval" if "benign_eval" in missing else ""
+    results |= evaluate(model, tokenizer, missing, progress=progress, diversity_set=diversity_set)
     atomic_write_json(out, results)
     return results
 
@@ -110,7 +121,8 @@ def _check_same_config(config: DemoConfig, path: Path) -> None:
         return
     before = yaml.safe_load(path.read_text()) or {}
     now = config_to_dict(config)
-    changed = sorted(k for k in now if k != "progress" and before.get(k) != now[k])
+    # A key the earlier run did not have belongs to a phase added since, which that run never reached.
+    changed = sorted(k for k in now if k != "progress" and k in before and before[k] != now[k])
     if changed:
         raise FileExistsError(f"{path.parent} holds a demo run with other settings ({', '.join(changed)}): its "
                               "finished phases would be reused; choose another --output")  # fmt: skip
@@ -156,6 +168,14 @@ def run(config: DemoConfig) -> Path:
         columns[f"SFT + DPO x{config.dpo_rounds}"] = _evaluate(str(dpo_final), sets, out / "eval_dpo.json",
                                                                config.progress)  # fmt: skip
         timings["eval_dpo"] = time.perf_counter() - phase
+    if config.grpo_steps:
+        start = dpo_final if config.dpo_rounds else final
+        phase = time.perf_counter()
+        grpo_final = _grpo(config, sets, start, out)
+        timings["grpo"] = time.perf_counter() - phase
+        phase = time.perf_counter()
+        columns["+ GRPO"] = _evaluate(str(grpo_final), sets, out / "eval_grpo.json", config.progress)
+        timings["eval_grpo"] = time.perf_counter() - phase
     timings["total"] = time.perf_counter() - started
 
     table = render_table(columns)
@@ -182,6 +202,19 @@ def _iterated_dpo(config: DemoConfig, sets: dict[str, Path], sft_final: Path, ou
         precision=config.precision, progress=config.progress,
     )  # fmt: skip
     return preference.run(dpo_config)
+
+
+def _grpo(config: DemoConfig, sets: dict[str, Path], start: Path, out: Path) -> Path:
+    grpo_dir = out / "grpo"
+    if (grpo_dir / "final" / "config.json").is_file():
+        return grpo_dir / "final"
+    grpo_config = rlvr.RLVRConfig(
+        model=str(start), tasks=str(sets["rl_train"]), output=str(grpo_dir), loss="grpo", steps=config.grpo_steps,
+        prompts_per_step=config.grpo_prompts, samples_per_prompt=config.grpo_samples,
+        max_new_tokens=config.grpo_max_new_tokens, lr=config.grpo_lr, save_every=5, keep_last=1, resume=True,
+        seed=config.seed, precision=config.precision, progress=config.progress,
+    )  # fmt: skip
+    return rlvr.run(grpo_config)
 
 
 def _report(config: DemoConfig, table: str, timings: dict, columns: dict) -> str:
