@@ -106,25 +106,25 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16) ->
                 if effective_weight(module)[1] is not None:
                     raise NotImplementedError(f"fused decode does not support a bias on {name}")
             layers.append(LayerWeights(
-                input_norm=layer.input_layernorm.weight.detach().to(dtype, copy=True),
+                input_norm=layer.input_layernorm.weight.detach().to(torch.float32, copy=True),
                 qkv=torch.cat([q[0], k[0], v[0]]).to(dtype, copy=True).contiguous(), qkv_bias=qkv_bias,
                 o=effective_weight(attn.o_proj)[0].to(dtype, copy=True).contiguous(),
-                post_norm=layer.post_attention_layernorm.weight.detach().to(dtype, copy=True),
+                post_norm=layer.post_attention_layernorm.weight.detach().to(torch.float32, copy=True),
                 gate_up=torch.cat([effective_weight(mlp.gate_proj)[0], effective_weight(mlp.up_proj)[0]]).to(dtype, copy=True),
                 down=effective_weight(mlp.down_proj)[0].to(dtype, copy=True).contiguous(),
             ))  # fmt: skip
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         return DecodeWeights(
-            embed=inner.embed_tokens.weight.detach().to(dtype, copy=True), layers=layers, norm=inner.norm.weight.detach().to(dtype, copy=True),
+            embed=inner.embed_tokens.weight.detach().to(dtype, copy=True), layers=layers, norm=inner.norm.weight.detach().to(torch.float32, copy=True),
             lm_head=effective_weight(causal.lm_head)[0].to(dtype, copy=True), eps=float(config.rms_norm_eps),
             heads=config.num_attention_heads, kv_heads=config.num_key_value_heads, head_dim=head_dim,
         )  # fmt: skip
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """As transformers' LlamaRMSNorm: normalise in fp32, cast back, then scale."""
-    x32 = x.float()
-    return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    """RMSNorm in fp32 (one fused op), cast back to x's dtype. transformers' LlamaRMSNorm casts before scaling by
+    the weight; scaling in fp32 first differs by at most one bf16 rounding."""
+    return F.rms_norm(x.float(), (x.shape[-1],), weight, eps).to(x.dtype)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -194,25 +194,25 @@ class FusedDecoder:
         L = int(slots_B_T.max()) + 1  # slots any query can see
         group, scale = w.heads // w.kv_heads, w.head_dim**-0.5
         visible = (torch.arange(L) <= slots_B_T[..., None])[:, None, None]  # (B, 1, 1, T, L)
-        visible = visible.expand(B, 1, group, T, L).reshape(B, 1, group * T, L)
+        hidden = ~visible.expand(B, 1, group, T, L).reshape(B, 1, group * T, L)
         rows_B_1 = torch.arange(B)[:, None]
         q_dim, kv_dim = w.heads * w.head_dim, w.kv_heads * w.head_dim
         x = w.embed[tokens_B_T]  # (B, T, hidden)
         cos, sin = self.rotary(x, slots_B_T)  # (B, T, head_dim)
-        cos, sin = cos[:, None], sin[:, None]
+        cos, sin = cos[:, :, None], sin[:, :, None]  # broadcast over heads in (B, T, heads, D)
         for i, lw in enumerate(w.layers):
             h = _rms_norm(x, lw.input_norm, w.eps)
             qkv = F.linear(h, lw.qkv, lw.qkv_bias)  # (B, T, q + 2 kv)
-            q = _rotate(qkv[..., :q_dim].view(B, T, w.heads, w.head_dim).transpose(1, 2), cos, sin)
-            k = _rotate(qkv[..., q_dim : q_dim + kv_dim].view(B, T, w.kv_heads, w.head_dim).transpose(1, 2), cos, sin)
+            qk = _rotate(qkv[..., : q_dim + kv_dim].view(B, T, w.heads + w.kv_heads, w.head_dim), cos, sin)
+            q, k = qk[:, :, : w.heads].transpose(1, 2), qk[:, :, w.heads :]  # (B, H, T, D), (B, T, kv, D)
             v = qkv[..., q_dim + kv_dim :].view(B, T, w.kv_heads, w.head_dim)
             keys, values = cache.keys[i], cache.values[i]
-            keys.transpose(2, 3)[rows_B_1, :, slots_B_T] = k.transpose(1, 2)  # (B, T, kv, D) into (B, kv, slot, D)
+            keys.transpose(2, 3)[rows_B_1, :, slots_B_T] = k  # (B, T, kv, D) into (B, kv, slot, D)
             values[rows_B_1, :, slots_B_T] = v
             # Query heads grouped under their K/V head, (B, kv, group * T, D): one matmul per K/V head, no copies.
             q = q.reshape(B, w.kv_heads, group * T, w.head_dim)
-            scores = torch.matmul(q, keys[..., :L]).float() * scale  # (B, kv, group * T, L)
-            probs = scores.masked_fill_(~visible, float("-inf")).softmax(-1).to(values.dtype)
+            scores = torch.matmul(q, keys[..., :L]).float().mul_(scale)  # (B, kv, group * T, L)
+            probs = scores.masked_fill_(hidden, float("-inf")).softmax(-1).to(values.dtype)
             attn = torch.matmul(probs, values[:, :, :L]).view(B, w.kv_heads, group, T, w.head_dim)
             x = x + F.linear(attn.permute(0, 3, 1, 2, 4).reshape(B, T, q_dim), lw.o)
             h = _rms_norm(x, lw.post_norm, w.eps)
