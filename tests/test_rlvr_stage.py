@@ -14,8 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from posttrain.data import load_records
 from posttrain.rollout.engine import RolloutEngine
-from posttrain.stages.rlvr import Group, RewardModel, RLVRConfig, collect, compute_advantages, run, update
+from posttrain.stages.rlvr import (
+    PromptBatch,
+    RewardModel,
+    RLVRConfig,
+    collect,
+    compute_advantages,
+    run,
+    sample_groups,
+    update,
+)
 from posttrain.tasks.arithmetic import arithmetic_tasks
 from posttrain.tasks.jsonl import write_tasks
 from posttrain.train.setup import build_optimization, build_policy
@@ -64,10 +74,8 @@ def test_dynamic_sampling_drops_equal_reward_groups_and_refills(tasks, tmp_path)
     config = _config(tasks, tmp_path, dynamic_sampling=True, max_refill_rounds=3)
     model, tokenizer = build_policy(config.model, torch.device("cpu"), 0)
     sampler = RolloutEngine(model, tokenizer)
-    train = [t for t in __import__("posttrain.data", fromlist=["x"]).load_records(config.tasks, "rl").records]
+    train = list(load_records(config.tasks, "rl").records)
     rewards = RewardModel(config)
-    from posttrain.stages.rlvr import PromptBatch
-
     kept, first, stats = collect(sampler, rewards, train, PromptBatch((0, 1, 2, 3)), config, step=0)
     rewards.close()
     assert kept and all(len(set(g.rewards)) > 1 for g in kept)  # only informative groups are trained on
@@ -83,13 +91,10 @@ def test_update_gradient_does_not_depend_on_the_micro_batch_split(tasks, tmp_pat
     model, tokenizer = build_policy(config.model, torch.device("cpu"), 0)
     model.double()
     sampler = RolloutEngine(model, tokenizer, dtype=torch.float64)
-    train = list(__import__("posttrain.data", fromlist=["x"]).load_records(config.tasks, "rl").records)[:2]
+    train = list(load_records(config.tasks, "rl").records)[:2]
     rewards = RewardModel(config)
-    from posttrain.stages.rlvr import sample_groups
-
     groups = sample_groups(sampler, rewards, train, config, seed=0, timings={"generation_s": 0, "scoring_s": 0})
     rewards.close()
-    groups = [Group(g.task, g.rollouts, g.scores) for g in groups]
     advantages = compute_advantages(config, torch.tensor([g.rewards for g in groups], dtype=torch.float64)).flatten()
     advantages = advantages + torch.linspace(-1, 1, len(advantages), dtype=torch.float64)  # never all zero
 

@@ -62,10 +62,11 @@ class DemoConfig:
     dpo_lr: float = option(1e-6, "DPO peak learning rate")
     dpo_beta: float = option(0.1, "DPO beta")
     dpo_epochs: int = option(2, "passes over each round's pairs")
-    grpo_steps: int = option(40, "GRPO steps after DPO (0: skip)")
+    grpo_steps: int = option(45, "GRPO steps after DPO (0: skip)")
     grpo_prompts: int = option(8, "prompts per GRPO step")
     grpo_samples: int = option(8, "completions per prompt (the group size)")
-    grpo_lr: float = option(2e-6, "GRPO learning rate")
+    grpo_lr: float = option(5e-6, "GRPO learning rate")
+    grpo_temperature: float = option(1.3, "GRPO sampling temperature")
     grpo_max_new_tokens: int = option(96, "GRPO completion length cap")
     precision: str = option("auto", "auto (bf16 autocast where supported), bf16 or fp32")
     progress: bool = option(True, "show progress bars")
@@ -211,10 +212,28 @@ def _grpo(config: DemoConfig, sets: dict[str, Path], start: Path, out: Path) -> 
     grpo_config = rlvr.RLVRConfig(
         model=str(start), tasks=str(sets["rl_train"]), output=str(grpo_dir), loss="grpo", steps=config.grpo_steps,
         prompts_per_step=config.grpo_prompts, samples_per_prompt=config.grpo_samples,
-        max_new_tokens=config.grpo_max_new_tokens, lr=config.grpo_lr, save_every=5, keep_last=1, resume=True,
+        max_new_tokens=config.grpo_max_new_tokens, lr=config.grpo_lr, temperature=config.grpo_temperature,
+        dynamic_sampling=True, save_every=5, keep_last=1, resume=True,
         seed=config.seed, precision=config.precision, progress=config.progress,
     )  # fmt: skip
     return rlvr.run(grpo_config)
+
+
+def _grpo_summary(grpo_dir: Path) -> str:
+    """Steps, time split and first/last reward of the GRPO run, and its curves."""
+    rows = [json.loads(line) for line in (grpo_dir / "metrics.jsonl").read_text().splitlines()]
+
+    def mean(key: str, part: list[dict]) -> float:
+        return sum(r[key] for r in part) / len(part)
+
+    return (
+        f"{len(rows)} steps in {sum(r['step_time_s'] for r in rows):.0f} s (generation "
+        f"{100 * mean('generation_fraction', rows):.0f}% of the step time; dynamic sampling dropped "
+        f"{100 * mean('dropped_fraction', rows):.0f}% of the first-round groups); mean training reward "
+        f"{mean('reward_mean', rows[:5]):.2f} over the first 5 steps, {mean('reward_mean', rows[-5:]):.2f} over the "
+        f"last 5; entropy {mean('entropy', rows[:5]):.3f} -> {mean('entropy', rows[-5:]):.3f}.\n\n"
+        "![GRPO reward, entropy and response length](grpo/curves.png)"
+    )
 
 
 def _report(config: DemoConfig, table: str, timings: dict, columns: dict) -> str:
@@ -228,5 +247,6 @@ def _report(config: DemoConfig, table: str, timings: dict, columns: dict) -> str
         "Greedy decoding with bf16 weights; rates with 95% Wilson intervals.\n\n"
         f"## The refusal judge\n{JUDGE_NOTE.strip()}\n\n"
         f"## Timings (seconds)\n{json.dumps({k: round(v, 1) for k, v in timings.items()})}\n\n"
-        f"## Samples\n{samples}\n"
+        + (f"## GRPO\n{_grpo_summary(Path(config.output) / 'grpo')}\n\n" if config.grpo_steps else "")
+        + f"## Samples\n{samples}\n"
     )

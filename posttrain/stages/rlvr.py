@@ -100,8 +100,8 @@ class RLVRConfig:
     warmup_ratio: float = option(0.0, "fraction of optimizer steps spent warming up")
     weight_decay: float = option(0.0, "AdamW weight decay")
     grad_clip: float = option(1.0, "clip the gradient norm to this; 0: no clipping")
-    row_tokens: int = option(1024, "packed row length for the update")
-    rows_per_batch: int = option(4, "packed rows per micro-batch")
+    row_tokens: int = option(256, "packed row length for the update (raised to the step's longest sequence)")
+    rows_per_batch: int = option(8, "packed rows per micro-batch")
     rollout_batch: int = option(64, "rows decoded together by the rollout engine")
     precision: str = option("auto", "auto (bf16 autocast where supported), bf16 or fp32")
     lora: bool = option(False, "train LoRA adapters instead of all weights")
@@ -268,7 +268,8 @@ def update(model, reference, optimizer, scheduler, groups: list[Group], advantag
     totals: dict[str, float] = defaultdict(float)
     count = 0
     for epoch in range(config.mu):
-        batches = pack(sequences, config.row_tokens, config.rows_per_batch, 0, seed=config.seed + step * 31 + epoch)
+        row_tokens = max(config.row_tokens, max(map(len, sequences)))
+        batches = pack(sequences, row_tokens, config.rows_per_batch, 0, seed=config.seed + step * 31 + epoch)
         for batch in batches:
             idx = list(batch.sequence_indices)
             batch = batch.to(device)
