@@ -67,3 +67,18 @@ def step_timer():
             self.times.append(time.perf_counter() - self.started)
 
     return StepTimer()
+
+
+def matmul_peak_gflops(dtype, n: int = 2048, reps: int = 10) -> float:
+    """Measured dense matmul rate of this machine in `dtype` (a torch dtype), GFLOP/s."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9

@@ -23,6 +23,7 @@ import platform
 import time
 
 import torch
+from common import matmul_peak_gflops
 
 from posttrain.models import load_policy
 from posttrain.rollout import SamplingParams
@@ -39,17 +40,6 @@ def memory_bandwidth_gbs(mb: int = 1024, reps: int = 5) -> float:
     for _ in range(reps):
         x.sum()
     return reps * x.numel() * 4 / (time.perf_counter() - start) / 1e9
-
-
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """Measured dense matmul rate in `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return reps * 2 * n**3 / (time.perf_counter() - start) / 1e9
 
 
 def matmul_params(model: torch.nn.Module) -> int:

@@ -23,22 +23,10 @@ import json
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from common import print_ratio_table, run_interleaved, run_worker, step_timer
-
-
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    """Measured dense matmul rate of this machine in `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+from common import matmul_peak_gflops, print_ratio_table, run_interleaved, run_worker, step_timer
 
 
 def _conversations(data: Path) -> list[list[dict]]:
