@@ -102,6 +102,9 @@ def test_sample_tokens_distribution_top_k_and_top_p():
     # softmax = [.644, .237, .087, .032]: top_p 0.85 keeps the two tokens reaching it, 0.5 only the first
     assert set(sample_tokens(logits, SamplingParams(temperature=1.0, top_p=0.85), generator)[0].tolist()) == {0, 1}
     assert set(sample_tokens(logits, SamplingParams(temperature=1.0, top_p=0.5), generator)[0].tolist()) == {0}
+    # top-k first, then the nucleus of the renormalised rest: [.731, .269] after top-2, so top_p 0.7 keeps one
+    both = sample_tokens(logits, SamplingParams(temperature=1.0, top_k=2, top_p=0.7), generator)
+    assert set(both[0].tolist()) == {0} and torch.allclose(both[1], logits[0].log_softmax(-1)[0].expand(len(both[1])))
     greedy, greedy_logprobs = sample_tokens(logits[:2], SamplingParams(temperature=0))
     assert greedy.tolist() == [0, 0] and torch.allclose(greedy_logprobs, logits[0].log_softmax(-1)[0].expand(2))
 

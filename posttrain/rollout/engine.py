@@ -16,7 +16,8 @@ Determinism: one `torch.Generator` per wave, seeded from `params.seed` and the w
 same prompts, weights and parameters gives the same rollouts; a different `batch_size` gives different ones.
 
 After an optimizer step, `sync()` re-reads the policy's weights (LoRA merged) into the engine's bf16 copy.
-Models the fused forward does not support get the plain `HFSampler` from `make_sampler` (a log line says why).
+Models the fused forward does not support, and models on a GPU, get the plain `HFSampler` from `make_sampler` (a
+log line says why).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def sample_tokens(
         kth_B_1 = logprobs_B_V.topk(params.top_k, dim=-1).values[:, -1:]
         allowed = allowed.masked_fill(logprobs_B_V < kth_B_1, float("-inf"))
     if params.top_p < 1.0:
+        allowed = allowed.log_softmax(-1)  # the nucleus is taken on what top-k left, renormalised (as HF and vLLM)
         sorted_B_V, order_B_V = allowed.sort(dim=-1, descending=True)
         mass_before_B_V = sorted_B_V.exp().cumsum(-1) - sorted_B_V.exp()  # mass of the tokens ranked above
         drop_sorted = mass_before_B_V >= params.top_p  # the smallest set reaching top_p is kept
@@ -68,6 +70,9 @@ class RolloutEngine:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
                  dtype: torch.dtype = torch.bfloat16, progress: str = ""):  # fmt: skip
+        if next(model.parameters()).device.type != "cpu":
+            raise NotImplementedError("RolloutEngine runs on CPU; for a model on a GPU use make_sampler (plain "
+                                      "generate; a vLLM backend is a later issue)")  # fmt: skip
         self.model, self.tokenizer, self.batch_size, self.dtype = model, tokenizer, batch_size, dtype
         self.progress = progress  # a progress-bar label; empty: no bar
         eos = tokenizer.eos_token_id
@@ -150,6 +155,8 @@ def make_sampler(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, bat
     from posttrain.rollout.hf import HFSampler
 
     reason = fused_decode_supported(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    if reason is None and next(model.parameters()).device.type != "cpu":
+        reason = "the fused engine runs on CPU"
     if reason is None:
         return RolloutEngine(model, tokenizer, batch_size=batch_size, progress=progress)
     log.info("rollouts use plain generate: %s", reason)

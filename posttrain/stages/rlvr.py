@@ -328,6 +328,8 @@ def _check(config: RLVRConfig) -> None:
         raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
     if config.advantage not in ADVANTAGES:
         raise ValueError(f"advantage must be one of {ADVANTAGES}, got {config.advantage!r}")
+    if config.temperature <= 0:
+        raise ValueError("temperature must be > 0: RL samples, and the loss divides the logits by it")
     if config.samples_per_prompt < 2:
         raise ValueError("samples_per_prompt must be at least 2: a group of one has no baseline")
 
