@@ -74,13 +74,14 @@ def evaluate(model, tokenizer, sets: Mapping[str, str], progress: bool = True, d
     With `diversity_set` (one of `sets`), also sample that set's first prompts at temperature 1 for the diversity
     metrics."""
     results: dict = {}
+    sampler = make_sampler(model, tokenizer, batch_size=64)  # one bf16 snapshot for every set
     for name, path in sets.items():
         tasks = load_records(path, "rl").records
         verifiers = {t.verifier for t in tasks}
         if len(verifiers) != 1:
             raise ValueError(f"{path}: an eval set needs exactly one verifier, found {sorted(verifiers) or 'none'}")
         (verifier,) = verifiers
-        sampler = make_sampler(model, tokenizer, batch_size=64, progress=f"eval {name}" if progress else "")
+        sampler.progress = f"eval {name}" if progress else ""
         replies = greedy_texts(sampler, [t.prompt for t in tasks], MAX_NEW_TOKENS[verifier])
         rates = score_replies(verifier, replies, [t.answer for t in tasks])
         results[name] = {metric: rate.as_dict() for metric, rate in rates.items()}

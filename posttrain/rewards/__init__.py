@@ -16,6 +16,13 @@ class Verifier(Protocol):
         ...
 
 
+def score_batch(verifier: Verifier, tasks: Sequence[RLTask], completions: Sequence[str]) -> list[Score]:
+    """One score per (task, completion): the verifier's own `score_batch` (a pool, sandboxes) when it has one."""
+    if hasattr(verifier, "score_batch"):
+        return verifier.score_batch(tasks, completions)
+    return [verifier.score(t, c) for t, c in zip(tasks, completions, strict=True)]
+
+
 class Judge(Protocol):
     """Scores the completions sampled for one task (a group), as preference rounds and GRPO need."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from posttrain.rewards import Verifier
+from posttrain.rewards import Verifier, score_batch
 from posttrain.types import RLTask, Score
 
 
@@ -56,11 +56,5 @@ class WeightedSum:
 
     def score_batch(self, tasks: Sequence[RLTask], completions: Sequence[str]) -> list[Score]:
         """Score many completions, each component over the whole batch (its own `score_batch` when it has one)."""
-        per_component = [_score_batch(v, tasks, completions) for v in self.verifiers]  # (V, N)
+        per_component = [score_batch(v, tasks, completions) for v in self.verifiers]  # (V, N)
         return [_combine(self.names, self.weights, column) for column in zip(*per_component, strict=True)]
-
-
-def _score_batch(verifier: Verifier, tasks: Sequence[RLTask], completions: Sequence[str]) -> list[Score]:
-    if hasattr(verifier, "score_batch"):
-        return verifier.score_batch(tasks, completions)
-    return [verifier.score(t, c) for t, c in zip(tasks, completions, strict=True)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 
-from posttrain.rewards import Verifier
+from posttrain.rewards import Verifier, score_batch
 from posttrain.types import RLTask, Score
 
 VERIFIER_CLASSES = {
@@ -51,11 +51,7 @@ class ByTaskVerifier:
         scores: list[Score | None] = [None] * len(tasks)
         for indices in by_name.values():
             verifier = self._for(tasks[indices[0]])
-            picked_tasks, picked = [tasks[i] for i in indices], [completions[i] for i in indices]
-            if hasattr(verifier, "score_batch"):
-                results = verifier.score_batch(picked_tasks, picked)
-            else:
-                results = [verifier.score(t, c) for t, c in zip(picked_tasks, picked, strict=True)]
+            results = score_batch(verifier, [tasks[i] for i in indices], [completions[i] for i in indices])
             for i, score in zip(indices, results, strict=True):
                 scores[i] = score
         return scores  # type: ignore[return-value]

@@ -30,8 +30,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
+from posttrain.rewards.math import before_stop
 from posttrain.rollout import Sampler, SamplingParams
 from posttrain.rollout.fused import FusedDecoder, fused_decode_supported, weights_from
+from posttrain.rollout.hf import HFSampler
 from posttrain.types import Messages, Rollout
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ class RolloutEngine:
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         if params.stop and finish == "stop" and ids[-1] not in self.eos_ids:
             raw = self.tokenizer.decode(ids, skip_special_tokens=False)
-            text = raw[: min(i for i in (raw.find(s) for s in params.stop) if i >= 0)]
+            text = before_stop(raw, params.stop)
         return Rollout(prompt_ids=tuple(prompt), token_ids=tuple(ids), logprobs=tuple(logprobs), text=text.strip(),
                        finish_reason=finish)  # fmt: skip
 
@@ -152,8 +154,6 @@ class RolloutEngine:
 def make_sampler(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
                  progress: str = "") -> Sampler:  # fmt: skip
     """The `RolloutEngine` where the fused forward supports the model, else the plain `HFSampler` on the model."""
-    from posttrain.rollout.hf import HFSampler
-
     reason = fused_decode_supported(model.get_base_model() if hasattr(model, "get_base_model") else model)
     if reason is None and next(model.parameters()).device.type != "cpu":
         reason = "the fused engine runs on CPU"

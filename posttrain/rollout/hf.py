@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
+from posttrain.rewards.math import before_stop
 from posttrain.rollout import SamplingParams
 from posttrain.types import Messages, Rollout
 
@@ -93,7 +94,7 @@ class HFSampler:
         if stop_at is not None:
             length = stop_at
             raw = self.tokenizer.decode(ids[:length], skip_special_tokens=False)
-            text = raw[: min(i for i in (raw.find(s) for s in params.stop) if i >= 0)]
+            text = before_stop(raw, params.stop)
         return Rollout(
             prompt_ids=tuple(prompt),
             token_ids=tuple(ids[:length]),

@@ -306,19 +306,15 @@ def evaluate_heldout(sampler, rewards: RewardModel, tasks: list[RLTask], config:
     """pass@1 and pass@k (k = eval_samples at the training temperature) and greedy accuracy on held-out tasks."""
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
     k = config.eval_samples
-    sampled_config = _replace(config, samples_per_prompt=k)
+    sampled_config = dataclasses.replace(config, samples_per_prompt=k)
     groups = sample_groups(sampler, rewards, tasks, sampled_config, seed=config.seed + 7, timings=timings)
     correct = [[s.metrics["correct"] for s in g.scores] for g in groups]
-    greedy_config = _replace(config, samples_per_prompt=1, temperature=0.0)
+    greedy_config = dataclasses.replace(config, samples_per_prompt=1, temperature=0.0)
     greedy = sample_groups(sampler, rewards, tasks, greedy_config, seed=0, timings=timings)
     return {"eval/pass@1": sum(map(sum, correct)) / (k * len(correct)),
             f"eval/pass@{k}": sum(any(c) for c in correct) / len(correct),
             "eval/greedy_accuracy": sum(g.scores[0].metrics["correct"] for g in greedy) / len(greedy),
             "eval/n": len(tasks), "eval/time_s": sum(timings.values())}  # fmt: skip
-
-
-def _replace(config: RLVRConfig, **changes) -> RLVRConfig:
-    return dataclasses.replace(config, **changes)
 
 
 def _check(config: RLVRConfig) -> None:
