@@ -7,7 +7,7 @@ import torch
 
 from posttrain.models import LoraSpec, apply_lora, load_policy
 from posttrain.rollout import SamplingParams
-from posttrain.rollout.engine import RolloutEngine, make_sampler, sample_tokens
+from posttrain.rollout.engine import RolloutEngine, draw, make_sampler, sample_tokens
 from posttrain.rollout.fused import FusedDecoder, weights_from
 from posttrain.rollout.hf import HFSampler
 
@@ -51,6 +51,20 @@ def test_fused_weights_merge_lora():
     assert _fused_vs_hf(model.eval()) < 1e-6
 
 
+def test_prepacked_weights_give_the_same_logits_in_bf16():
+    model, _ = load_policy("tiny-random-qwen2", dtype=torch.bfloat16)  # qwen2: q/k/v biases too
+    plain = FusedDecoder(model, weights_from(model, torch.bfloat16))
+    packed_weights = weights_from(model, torch.bfloat16, batch_hint=4)
+    packed = FusedDecoder(model, packed_weights)
+    assert packed_weights.layers[0].qkv.packed == torch.backends.mkldnn.is_available()
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    (cache_a, logits_a), (cache_b, logits_b) = plain.prefill(prompts, 12), packed.prefill(prompts, 12)
+    assert torch.equal(logits_a, logits_b)
+    for token in (30, 31, 32):
+        step = torch.tensor([token, token + 10])
+        assert torch.equal(plain.step(step, cache_a), packed.step(step, cache_b))
+
+
 def test_greedy_rollouts_equal_plain_generate(tiny):
     model, tokenizer = tiny
     params = SamplingParams(max_new_tokens=12, temperature=0)
@@ -88,6 +102,7 @@ def test_sampling_is_seeded_and_groups_share_a_prefill(tiny):
     other = engine.sample(PROMPTS, 4, SamplingParams(max_new_tokens=8, temperature=1.0, seed=12))
     assert [[r.token_ids for r in g] for g in first] != [[r.token_ids for r in g] for g in other]
     assert all(len(set(r.token_ids for r in g)) > 1 for g in first)  # samples of one prompt differ
+    assert engine.timings["prefill_s"] > 0 and engine.timings["decode_s"] > 0  # of the last call
 
 
 def test_sample_tokens_distribution_top_k_and_top_p():
@@ -107,6 +122,18 @@ def test_sample_tokens_distribution_top_k_and_top_p():
     assert set(both[0].tolist()) == {0} and torch.allclose(both[1], logits[0].log_softmax(-1)[0].expand(len(both[1])))
     greedy, greedy_logprobs = sample_tokens(logits[:2], SamplingParams(temperature=0))
     assert greedy.tolist() == [0, 0] and torch.allclose(greedy_logprobs, logits[0].log_softmax(-1)[0].expand(2))
+
+
+def test_draw_follows_the_weights_across_blocks_and_never_draws_zero_weight():
+    # 10 tokens in blocks of 4 (the last block padded); zero weights at block edges and a whole zero block
+    weights = torch.tensor([[0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.5]]).repeat(40000, 1)
+    tokens = draw(weights, torch.Generator().manual_seed(1), block=4)
+    frequencies = torch.bincount(tokens, minlength=10).float() / len(tokens)
+    assert torch.allclose(frequencies, weights[0] / weights[0].sum(), atol=0.01)
+    assert set(tokens.tolist()) == {1, 2, 8, 9}
+    one_hot = torch.zeros(3, 1000)
+    one_hot[torch.arange(3), torch.tensor([0, 255, 999])] = 1e-30  # a single, tiny weight per row
+    assert draw(one_hot, torch.Generator().manual_seed(0)).tolist() == [0, 255, 999]
 
 
 def test_sync_takes_up_new_weights():

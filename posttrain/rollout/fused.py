@@ -2,11 +2,13 @@
 
 Why: on a CPU, one decode step of a 135M model in transformers spends about as much time in Python, mask
 building and a general-purpose attention kernel as in the matrix products that have to happen. This forward keeps
-little besides them: per layer, one fused QKV matmul, RoPE from the model's own rotary module (so every rope
-scaling transformers supports is computed there), a write into the cache, attention of the new queries over the
-slots written so far (grouped-query attention as a batched matmul, no expanded K/V), the output projection, one
-fused gate/up matmul and the down projection. Prompts (`prefill`) and single decode steps (`step`) go through the
-same `forward`; tests check its logits against the HF model's for the tiny Llama and Qwen2 presets and SmolLM2.
+little besides them: per layer, one fused QKV product (the attention scale folded into the q rows), RoPE from the
+model's own rotary module (so every rope scaling transformers supports is computed there), one indexed copy of the
+new keys and one of the new values into the cache, attention of the new queries over the cache (a buffer that grows
+with the tokens; grouped-query attention as a batched product with the causal mask added in the same call, no expanded K/V), the
+output projection, one fused gate/up product and the down projection. The products' weights are pre-packed for
+oneDNN (`Linear`). Prompts (`prefill`) and single decode steps (`step`) go through the same `forward`; tests
+check its logits against the HF model's for the tiny Llama and Qwen2 presets and SmolLM2.
 
 Cache layout: per layer, values of shape (B, kv_heads, capacity, head_dim) and keys stored transposed. Each row keeps its tokens
 left-aligned from slot 0 (no padding inside a row), `lengths_B` counts the slots written per row, and a row's
@@ -26,6 +28,33 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+PACKED_DTYPES = (torch.bfloat16, torch.float32)  # dtypes oneDNN's pre-packed linear takes
+
+
+def _onednn_packing() -> bool:
+    """Whether this torch build has oneDNN's pre-packed linear (the ops torch.compile's CPU freezing uses)."""
+    try:
+        return torch.backends.mkldnn.is_available() and callable(torch.ops.mkldnn._linear_pointwise)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class Linear:
+    """`x @ weight.T (+ bias)`. In bf16 and fp32, where oneDNN is available, the weight is reordered once into
+    oneDNN's blocked layout for about `batch_hint` rows, which plain `F.linear` redoes on every call; at decode batch
+    sizes that is a large part of a product's time. Results equal `F.linear`'s bit for bit in bf16 (fp32 sums in
+    another order). Other dtypes (float64 in tests) take `F.linear`."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, batch_hint: int = 0):
+        self.out_features = weight.shape[0]
+        self.bias = bias
+        self.packed = bool(batch_hint) and weight.dtype in PACKED_DTYPES and _onednn_packing()
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint) if self.packed else weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed:
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
 
 
 def fused_decode_supported(model: PreTrainedModel) -> str | None:
@@ -64,12 +93,11 @@ class LayerWeights:
     """One decoder layer's weights, fused and in the decode dtype."""
 
     input_norm: torch.Tensor
-    qkv: torch.Tensor  # (q + k + v out features, hidden)
-    qkv_bias: torch.Tensor | None
-    o: torch.Tensor
+    qkv: Linear  # (q + k + v out features, hidden); the q rows pre-scaled by head_dim ** -0.5
+    o: Linear
     post_norm: torch.Tensor
-    gate_up: torch.Tensor  # (2 * intermediate, hidden)
-    down: torch.Tensor
+    gate_up: Linear  # (2 * intermediate, hidden)
+    down: Linear
 
 
 @dataclass
@@ -79,20 +107,28 @@ class DecodeWeights:
     embed: torch.Tensor
     layers: list[LayerWeights]
     norm: torch.Tensor
-    lm_head: torch.Tensor
+    lm_head: Linear
     eps: float
     heads: int
     kv_heads: int
     head_dim: int
 
 
-def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16) -> DecodeWeights:
-    """Effective weights of `model` (LoRA merged), fused and converted to `dtype`."""
+def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, batch_hint: int = 0) -> DecodeWeights:
+    """Effective weights of `model` (LoRA merged), fused and converted to `dtype`; with `batch_hint`, the matrices
+    are pre-packed for products of about that many rows (see `Linear`)."""
     reason = fused_decode_supported(_base(model))
     if reason:
         raise NotImplementedError(f"fused decode does not support this model: {reason}")
     causal = _base(model)
     config, inner = causal.config, causal.model
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    q_dim = config.num_attention_heads * head_dim
+
+    def linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
+        bias = None if bias is None else bias.to(dtype, copy=True)
+        return Linear(weight.to(dtype, copy=True).contiguous(), bias, batch_hint)
+
     with torch.no_grad():
         layers = []
         for layer in inner.layers:
@@ -101,48 +137,69 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16) ->
             biases = [b for _, b in (q, k, v)]
             qkv_bias = None if all(b is None for b in biases) else torch.cat(
                 [b if b is not None else torch.zeros(w.shape[0]) for (w, _), b in zip((q, k, v), biases, strict=True)]
-            ).to(dtype, copy=True)  # fmt: skip
+            )  # fmt: skip
+            # The attention scale folded into the q rows (RoPE is linear): exact when head_dim is a power of 4.
+            qkv_weight = torch.cat([q[0], k[0], v[0]]).to(torch.float64)
+            qkv_weight[:q_dim] *= head_dim**-0.5
+            if qkv_bias is not None:
+                qkv_bias = qkv_bias.to(torch.float64)
+                qkv_bias[:q_dim] *= head_dim**-0.5
             for name, module in (("o_proj", attn.o_proj), ("down_proj", mlp.down_proj)):
                 if effective_weight(module)[1] is not None:
                     raise NotImplementedError(f"fused decode does not support a bias on {name}")
             layers.append(LayerWeights(
-                input_norm=layer.input_layernorm.weight.detach().to(torch.float32, copy=True),
-                qkv=torch.cat([q[0], k[0], v[0]]).to(dtype, copy=True).contiguous(), qkv_bias=qkv_bias,
-                o=effective_weight(attn.o_proj)[0].to(dtype, copy=True).contiguous(),
-                post_norm=layer.post_attention_layernorm.weight.detach().to(torch.float32, copy=True),
-                gate_up=torch.cat([effective_weight(mlp.gate_proj)[0], effective_weight(mlp.up_proj)[0]]).to(dtype, copy=True),
-                down=effective_weight(mlp.down_proj)[0].to(dtype, copy=True).contiguous(),
+                input_norm=layer.input_layernorm.weight.detach().to(dtype, copy=True),
+                qkv=linear(qkv_weight, qkv_bias), o=linear(effective_weight(attn.o_proj)[0]),
+                post_norm=layer.post_attention_layernorm.weight.detach().to(dtype, copy=True),
+                gate_up=linear(torch.cat([effective_weight(mlp.gate_proj)[0], effective_weight(mlp.up_proj)[0]])),
+                down=linear(effective_weight(mlp.down_proj)[0]),
             ))  # fmt: skip
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         return DecodeWeights(
-            embed=inner.embed_tokens.weight.detach().to(dtype, copy=True), layers=layers, norm=inner.norm.weight.detach().to(torch.float32, copy=True),
-            lm_head=effective_weight(causal.lm_head)[0].to(dtype, copy=True), eps=float(config.rms_norm_eps),
-            heads=config.num_attention_heads, kv_heads=config.num_key_value_heads, head_dim=head_dim,
+            embed=inner.embed_tokens.weight.detach().to(dtype, copy=True), layers=layers,
+            norm=inner.norm.weight.detach().to(dtype, copy=True), lm_head=linear(effective_weight(causal.lm_head)[0]),
+            eps=float(config.rms_norm_eps), heads=config.num_attention_heads, kv_heads=config.num_key_value_heads,
+            head_dim=head_dim,
         )  # fmt: skip
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm in fp32 (one fused op), cast back to x's dtype. transformers' LlamaRMSNorm casts before scaling by
-    the weight; scaling in fp32 first differs by at most one bf16 rounding."""
-    return F.rms_norm(x.float(), (x.shape[-1],), weight, eps).to(x.dtype)
+    """RMSNorm as one fused op in x's dtype (the kernel accumulates in fp32). transformers' LlamaRMSNorm rounds to
+    the dtype before scaling by the weight; this rounds once, after."""
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """RoPE as transformers' apply_rotary_pos_emb (halves rotated)."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    return torch.addcmul(x * cos, rotated, sin)
 
 
 class KVCache:
-    """Preallocated per-layer keys, (B, kv_heads, head_dim, capacity) (stored transposed, so that q @ K^T reads them
-    in place), and values, (B, kv_heads, capacity, head_dim); rows left-aligned."""
+    """Per-layer keys, (B, kv_heads, head_dim, capacity) (stored transposed, so that q @ K^T reads them in place),
+    and values, (B, kv_heads, capacity, head_dim); rows left-aligned.
+
+    The capacity grows in steps of `GROW` slots as tokens come, and attention reads every slot of the buffer (the
+    causal mask hides the unwritten ones): a tight, contiguous buffer costs a few masked slots, where slicing a
+    buffer sized for the longest completion would copy keys and values in every layer at every step."""
+
+    GROW = 16
 
     def __init__(self, layers: int, batch: int, kv_heads: int, capacity: int, head_dim: int, dtype: torch.dtype):
+        capacity = -(-capacity // self.GROW) * self.GROW
         self.keys = [torch.zeros((batch, kv_heads, head_dim, capacity), dtype=dtype) for _ in range(layers)]
         self.values = [torch.zeros((batch, kv_heads, capacity, head_dim), dtype=dtype) for _ in range(layers)]
         self.lengths_B = torch.zeros(batch, dtype=torch.long)
         self.capacity = capacity
+
+    def reserve(self, slots: int) -> None:
+        """Make room for `slots` slots per row."""
+        if slots <= self.capacity:
+            return
+        extra = -(-slots // self.GROW) * self.GROW - self.capacity
+        self.keys = [F.pad(k, (0, extra)) for k in self.keys]
+        self.values = [F.pad(v, (0, 0, 0, extra)) for v in self.values]
+        self.capacity += extra
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Keep the rows listed, in that order (a row listed twice is copied)."""
@@ -164,10 +221,11 @@ class FusedDecoder:
         return KVCache(len(w.layers), batch, w.kv_heads, capacity, w.head_dim, w.embed.dtype)
 
     @torch.no_grad()
-    def prefill(self, prompts: list[list[int]], capacity: int) -> tuple[KVCache, torch.Tensor]:
-        """A cache holding each prompt in its own row, and the logits (fp32) after each prompt's last token."""
-        cache = self.new_cache(len(prompts), capacity)
+    def prefill(self, prompts: list[list[int]], capacity: int = 0) -> tuple[KVCache, torch.Tensor]:
+        """A cache holding each prompt in its own row (room for at least `capacity` slots; it grows as needed), and
+        the logits (fp32) after each prompt's last token."""
         width = max(map(len, prompts))
+        cache = self.new_cache(len(prompts), max(capacity, width))
         ids = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):  # right padding: the padded slots are masked and later overwritten
             ids[i, : len(p)] = torch.tensor(p)
@@ -187,37 +245,40 @@ class FusedDecoder:
         """
         w = self.w
         B, T = tokens_B_T.shape
+        kv, D, group = w.kv_heads, w.head_dim, w.heads // w.kv_heads
         starts_B = cache.lengths_B
         slots_B_T = starts_B[:, None] + torch.arange(T)
-        if int(slots_B_T.max()) >= cache.capacity:
-            raise RuntimeError(f"KV cache full: {cache.capacity} slots per row")
-        L = int(slots_B_T.max()) + 1  # slots any query can see
-        group, scale = w.heads // w.kv_heads, w.head_dim**-0.5
-        visible = (torch.arange(L) <= slots_B_T[..., None])[:, None, None]  # (B, 1, 1, T, L)
-        hidden = ~visible.expand(B, 1, group, T, L).reshape(B, 1, group * T, L)
-        rows_B_1 = torch.arange(B)[:, None]
-        q_dim, kv_dim = w.heads * w.head_dim, w.kv_heads * w.head_dim
+        cache.reserve(int(slots_B_T.max()) + 1)
+        L = cache.capacity  # attention reads the whole buffer
         x = w.embed[tokens_B_T]  # (B, T, hidden)
+        # Additive mask, one per (row, K/V head): 0 where query t may see slot l, -inf elsewhere.
+        visible = (torch.arange(L) <= slots_B_T[..., None])[:, None, None]  # (B, 1, 1, T, L)
+        mask = torch.full(visible.shape, float("-inf"), dtype=x.dtype).masked_fill_(visible, 0.0)
+        mask = mask.expand(B, kv, group, T, L)
+        mask = mask.reshape(B * kv, group * T, L)
+        # Flat cache positions written by this call: values as (B * kv * capacity) rows of D, keys as single
+        # elements of (B, kv, D, capacity); each in the order the new values come in.
+        value_rows = ((torch.arange(B)[:, None, None] * kv + torch.arange(kv)[:, None]) * cache.capacity
+                      + slots_B_T[:, None]).reshape(-1)  # (B * kv * T,), (row, head, t) order  # fmt: skip
+        key_elements = (torch.arange(B * kv * D).view(B, kv, D, 1) * cache.capacity + slots_B_T[:, None, None]).view(-1)
+        q_dim, kv_dim = w.heads * D, kv * D
         cos, sin = self.rotary(x, slots_B_T)  # (B, T, head_dim)
         cos, sin = cos[:, :, None], sin[:, :, None]  # broadcast over heads in (B, T, heads, D)
         for i, lw in enumerate(w.layers):
-            h = _rms_norm(x, lw.input_norm, w.eps)
-            qkv = F.linear(h, lw.qkv, lw.qkv_bias)  # (B, T, q + 2 kv)
-            qk = _rotate(qkv[..., : q_dim + kv_dim].view(B, T, w.heads + w.kv_heads, w.head_dim), cos, sin)
-            q, k = qk[:, :, : w.heads].transpose(1, 2), qk[:, :, w.heads :]  # (B, H, T, D), (B, T, kv, D)
-            v = qkv[..., q_dim + kv_dim :].view(B, T, w.kv_heads, w.head_dim)
+            qkv = lw.qkv(_rms_norm(x, lw.input_norm, w.eps))  # (B, T, q + 2 kv)
+            qk = _rotate(qkv[..., : q_dim + kv_dim].view(B, T, w.heads + kv, D), cos, sin)
             keys, values = cache.keys[i], cache.values[i]
-            keys.transpose(2, 3)[rows_B_1, :, slots_B_T] = k  # (B, T, kv, D) into (B, kv, slot, D)
-            values[rows_B_1, :, slots_B_T] = v
-            # Query heads grouped under their K/V head, (B, kv, group * T, D): one matmul per K/V head, no copies.
-            q = q.reshape(B, w.kv_heads, group * T, w.head_dim)
-            scores = torch.matmul(q, keys[..., :L]).float().mul_(scale)  # (B, kv, group * T, L)
-            probs = scores.masked_fill_(hidden, float("-inf")).softmax(-1).to(values.dtype)
-            attn = torch.matmul(probs, values[:, :, :L]).view(B, w.kv_heads, group, T, w.head_dim)
-            x = x + F.linear(attn.permute(0, 3, 1, 2, 4).reshape(B, T, q_dim), lw.o)
-            h = _rms_norm(x, lw.post_norm, w.eps)
-            gate, up = F.linear(h, lw.gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, lw.down)
+            keys.view(-1).index_copy_(0, key_elements, qk[:, :, w.heads :].permute(0, 2, 3, 1).reshape(-1))
+            v = qkv[..., q_dim + kv_dim :].view(B, T, kv, D).transpose(1, 2)  # (B, kv, T, D)
+            values.view(-1, D).index_copy_(0, value_rows, v.reshape(-1, D))
+            # Query heads grouped under their K/V head, (B * kv, group * T, D): one matmul per K/V head, no copies.
+            q = qk[:, :, : w.heads].transpose(1, 2).reshape(B * kv, group * T, D)
+            scores = torch.baddbmm(mask, q, keys.view(B * kv, D, L))  # (B * kv, group * T, L)
+            probs = scores.softmax(-1, dtype=torch.promote_types(x.dtype, torch.float32)).to(x.dtype)
+            attn = torch.bmm(probs, values.view(B * kv, L, D)).view(B, kv, group, T, D)
+            x = x + lw.o(attn.permute(0, 3, 1, 2, 4).reshape(B, T, q_dim))
+            gate, up = lw.gate_up(_rms_norm(x, lw.post_norm, w.eps)).chunk(2, dim=-1)
+            x = x + lw.down(F.silu(gate) * up)
         cache.lengths_B = starts_B + counts_B
         last_B_H = x[torch.arange(B), counts_B - 1]
-        return F.linear(_rms_norm(last_B_H, w.norm, w.eps), w.lm_head).float()
+        return w.lm_head(_rms_norm(last_B_H, w.norm, w.eps)).float()
