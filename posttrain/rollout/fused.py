@@ -2,7 +2,7 @@
 
 Why: on a CPU, one decode step of a 135M model in transformers spends about as much time in Python, mask
 building and a general-purpose attention kernel as in the matrix products that have to happen. This forward keeps
-little besides them: per layer, one fused QKV product (the attention scale folded into the q rows), RoPE from the
+little besides them: per layer, one fused QKV product (the RMSNorm weight and the attention scale folded in), RoPE from the
 model's own rotary module (so every rope scaling transformers supports is computed there), one indexed copy of the
 new keys and one of the new values into the cache, attention of the new queries over the cache (a buffer that grows
 with the tokens; grouped-query attention as a batched product with the causal mask added in the same call, no expanded K/V), the
@@ -92,11 +92,9 @@ def effective_weight(linear: torch.nn.Module) -> tuple[torch.Tensor, torch.Tenso
 class LayerWeights:
     """One decoder layer's weights, fused and in the decode dtype."""
 
-    input_norm: torch.Tensor
-    qkv: Linear  # (q + k + v out features, hidden); the q rows pre-scaled by head_dim ** -0.5
+    qkv: Linear  # (q + k + v out features, hidden); input norm weight folded in, q rows scaled by head_dim ** -0.5
     o: Linear
-    post_norm: torch.Tensor
-    gate_up: Linear  # (2 * intermediate, hidden)
+    gate_up: Linear  # (2 * intermediate, hidden); post-attention norm weight folded in
     down: Linear
 
 
@@ -106,8 +104,7 @@ class DecodeWeights:
 
     embed: torch.Tensor
     layers: list[LayerWeights]
-    norm: torch.Tensor
-    lm_head: Linear
+    lm_head: Linear  # final norm weight folded in
     eps: float
     heads: int
     kv_heads: int
@@ -138,8 +135,9 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
             qkv_bias = None if all(b is None for b in biases) else torch.cat(
                 [b if b is not None else torch.zeros(w.shape[0]) for (w, _), b in zip((q, k, v), biases, strict=True)]
             )  # fmt: skip
-            # The attention scale folded into the q rows (RoPE is linear): exact when head_dim is a power of 4.
-            qkv_weight = torch.cat([q[0], k[0], v[0]]).to(torch.float64)
+            # RMSNorm weights scale the next product's input columns; the attention scale scales the q rows (RoPE
+            # is linear). Folded in float64, rounded once to the decode dtype.
+            qkv_weight = torch.cat([q[0], k[0], v[0]]).to(torch.float64) * _norm_weight(layer.input_layernorm)
             qkv_weight[:q_dim] *= head_dim**-0.5
             if qkv_bias is not None:
                 qkv_bias = qkv_bias.to(torch.float64)
@@ -148,31 +146,34 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
                 if effective_weight(module)[1] is not None:
                     raise NotImplementedError(f"fused decode does not support a bias on {name}")
             layers.append(LayerWeights(
-                input_norm=layer.input_layernorm.weight.detach().to(dtype, copy=True),
                 qkv=linear(qkv_weight, qkv_bias), o=linear(effective_weight(attn.o_proj)[0]),
-                post_norm=layer.post_attention_layernorm.weight.detach().to(dtype, copy=True),
-                gate_up=linear(torch.cat([effective_weight(mlp.gate_proj)[0], effective_weight(mlp.up_proj)[0]])),
+                gate_up=linear(torch.cat([effective_weight(mlp.gate_proj)[0], effective_weight(mlp.up_proj)[0]])
+                               .to(torch.float64) * _norm_weight(layer.post_attention_layernorm)),
                 down=linear(effective_weight(mlp.down_proj)[0]),
             ))  # fmt: skip
         return DecodeWeights(
             embed=inner.embed_tokens.weight.detach().to(dtype, copy=True), layers=layers,
-            norm=inner.norm.weight.detach().to(dtype, copy=True), lm_head=linear(effective_weight(causal.lm_head)[0]),
+            lm_head=linear(effective_weight(causal.lm_head)[0].to(torch.float64) * _norm_weight(inner.norm)),
             eps=float(config.rms_norm_eps), heads=config.num_attention_heads, kv_heads=config.num_key_value_heads,
             head_dim=head_dim,
         )  # fmt: skip
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm as one fused op in x's dtype (the kernel accumulates in fp32). transformers' LlamaRMSNorm rounds to
-    the dtype before scaling by the weight; this rounds once, after."""
-    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
+    """An RMSNorm's weight as a float64 row, to scale the columns of the product it feeds."""
+    return norm.weight.detach().to(torch.float64)[None, :]
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE as transformers' apply_rotary_pos_emb (halves rotated)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return torch.addcmul(x * cos, rotated, sin)
+def _rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm without its weight (folded into the next product), one op in x's dtype (the kernel accumulates in
+    fp32). transformers' LlamaRMSNorm rounds to the dtype and then scales by the weight."""
+    return F.rms_norm(x, (x.shape[-1],), None, eps)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE as transformers' apply_rotary_pos_emb: x cos + rotate_half(x) sin, where rotate_half(x) = (-x2, x1) is
+    written as roll(x) = (x2, x1) times the sine with its first half negated."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), signed_sin)
 
 
 class KVCache:
@@ -263,9 +264,10 @@ class FusedDecoder:
         key_elements = (torch.arange(B * kv * D).view(B, kv, D, 1) * cache.capacity + slots_B_T[:, None, None]).view(-1)
         q_dim, kv_dim = w.heads * D, kv * D
         cos, sin = self.rotary(x, slots_B_T)  # (B, T, head_dim)
-        cos, sin = cos[:, :, None], sin[:, :, None]  # broadcast over heads in (B, T, heads, D)
+        half = D // 2
+        cos, sin = cos[:, :, None], torch.cat((-sin[..., :half], sin[..., half:]), -1)[:, :, None]  # over heads
         for i, lw in enumerate(w.layers):
-            qkv = lw.qkv(_rms_norm(x, lw.input_norm, w.eps))  # (B, T, q + 2 kv)
+            qkv = lw.qkv(_rms_norm(x, w.eps))  # (B, T, q + 2 kv)
             qk = _rotate(qkv[..., : q_dim + kv_dim].view(B, T, w.heads + kv, D), cos, sin)
             keys, values = cache.keys[i], cache.values[i]
             keys.view(-1).index_copy_(0, key_elements, qk[:, :, w.heads :].permute(0, 2, 3, 1).reshape(-1))
@@ -274,11 +276,11 @@ class FusedDecoder:
             # Query heads grouped under their K/V head, (B * kv, group * T, D): one matmul per K/V head, no copies.
             q = qk[:, :, : w.heads].transpose(1, 2).reshape(B * kv, group * T, D)
             scores = torch.baddbmm(mask, q, keys.view(B * kv, D, L))  # (B * kv, group * T, L)
-            probs = scores.softmax(-1, dtype=torch.promote_types(x.dtype, torch.float32)).to(x.dtype)
+            probs = scores.softmax(-1)  # in bf16, computed in fp32 inside and rounded once
             attn = torch.bmm(probs, values.view(B * kv, L, D)).view(B, kv, group, T, D)
             x = x + lw.o(attn.permute(0, 3, 1, 2, 4).reshape(B, T, q_dim))
-            gate, up = lw.gate_up(_rms_norm(x, lw.post_norm, w.eps)).chunk(2, dim=-1)
+            gate, up = lw.gate_up(_rms_norm(x, w.eps)).chunk(2, dim=-1)
             x = x + lw.down(F.silu(gate) * up)
         cache.lengths_B = starts_B + counts_B
         last_B_H = x[torch.arange(B), counts_B - 1]
-        return w.lm_head(_rms_norm(last_B_H, w.norm, w.eps)).float()
+        return w.lm_head(_rms_norm(last_B_H, w.eps)).float()
