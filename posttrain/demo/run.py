@@ -62,7 +62,7 @@ class DemoConfig:
     dpo_lr: float = option(1e-6, "DPO peak learning rate")
     dpo_beta: float = option(0.1, "DPO beta")
     dpo_epochs: int = option(2, "passes over each round's pairs")
-    grpo_steps: int = option(45, "GRPO steps after DPO (0: skip)")
+    grpo_steps: int = option(40, "GRPO steps after DPO (0: skip)")
     grpo_prompts: int = option(8, "prompts per GRPO step")
     grpo_samples: int = option(8, "completions per prompt (the group size)")
     grpo_lr: float = option(5e-6, "GRPO learning rate")
