@@ -21,7 +21,7 @@ Equal on both sides:
   name): posttrain does not checkpoint.
 
 Not equal, by design of each side (this is what is being compared):
-- generation: posttrain decodes from a bf16 snapshot of the weights with its fused forward and preallocated
+- generation: posttrain decodes from a bf16 snapshot of the weights with its fused forward and its
   KV cache, and takes the sampled tokens' log-probs as the old policy's; TRL runs `model.generate` on the training
   model (under the trainer's bf16 autocast) and, with one update per generation, uses the detached log-probs
   of the training forward instead. posttrain re-snapshots the weights each step (`sampler.sync`), which counts in

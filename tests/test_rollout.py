@@ -14,19 +14,19 @@ from posttrain.rollout.hf import HFSampler
 PROMPTS = [[{"role": "user", "content": c}] for c in ("hello there", "what is 2+2?", "a longer prompt about things")]
 
 
-def _fused_vs_hf(model) -> float:
+def _fused_vs_hf(model, new_tokens: int = 3) -> float:
     """Max |logit difference| between the fused prefill + decode steps and the HF forward on whole sequences."""
     decoder = FusedDecoder(model, weights_from(model, model.dtype))
     prompts = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27]]
-    continuations = [[30, 31, 32], [33, 34, 35], [36, 37, 38]]
-    cache, prefill_logits = decoder.prefill(prompts, capacity=16)
-    steps = [decoder.step(torch.tensor([c[t] for c in continuations]), cache) for t in range(3)]
+    continuations = [[30 + 3 * t + i for t in range(new_tokens)] for i in range(3)]
+    cache, prefill_logits = decoder.prefill(prompts)
+    steps = [decoder.step(torch.tensor([c[t] for c in continuations]), cache) for t in range(new_tokens)]
     worst = 0.0
     for i, prompt in enumerate(prompts):
         with torch.no_grad():
             reference = model(torch.tensor([prompt + continuations[i]])).logits[0].float()
         worst = max(worst, float((reference[len(prompt) - 1] - prefill_logits[i]).abs().max()))
-        for t in range(3):
+        for t in range(new_tokens):
             worst = max(worst, float((reference[len(prompt) + t] - steps[t][i]).abs().max()))
     return worst
 
@@ -35,6 +35,12 @@ def _fused_vs_hf(model) -> float:
 def test_fused_forward_matches_hf_forward(preset):
     model, _ = load_policy(preset, dtype=torch.float64)
     assert _fused_vs_hf(model.eval()) < 1e-6
+
+
+def test_fused_forward_stays_exact_as_the_cache_grows():
+    model, _ = load_policy("tiny-random-llama", dtype=torch.float64)
+    # prompts of 3 to 8 tokens plus 27 new ones grow past 16 and 32 slots: the buffer is reallocated mid-decode
+    assert _fused_vs_hf(model.eval(), new_tokens=27) < 1e-6
 
 
 @pytest.mark.smollm2

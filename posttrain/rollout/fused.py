@@ -1,4 +1,4 @@
-"""A fused forward for Llama-family models (Llama, Qwen2) with a preallocated KV cache, for sampling.
+"""A fused forward for Llama-family models (Llama, Qwen2) with a KV cache, for sampling.
 
 Why: on a CPU, one decode step of a 135M model in transformers spends about as much time in Python, mask
 building and a general-purpose attention kernel as in the matrix products that have to happen. This forward keeps
