@@ -273,7 +273,7 @@ class FusedDecoder:
             keys.view(-1).index_copy_(0, key_elements, qk[:, :, w.heads :].permute(0, 2, 3, 1).reshape(-1))
             v = qkv[..., q_dim + kv_dim :].view(B, T, kv, D).transpose(1, 2)  # (B, kv, T, D)
             values.view(-1, D).index_copy_(0, value_rows, v.reshape(-1, D))
-            # Query heads grouped under their K/V head, (B * kv, group * T, D): one matmul per K/V head, no copies.
+            # Query heads grouped under their K/V head, (B * kv, group * T, D): one product per K/V head, K/V unexpanded.
             q = qk[:, :, : w.heads].transpose(1, 2).reshape(B * kv, group * T, D)
             scores = torch.baddbmm(mask, q, keys.view(B * kv, D, L))  # (B * kv, group * T, L)
             probs = scores.softmax(-1)  # in bf16, computed in fp32 inside and rounded once
