@@ -121,6 +121,7 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
     config, inner = causal.config, causal.model
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     q_dim = config.num_attention_heads * head_dim
+    fold = torch.promote_types(dtype, torch.float32)  # the dtype weights are combined in
 
     def linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
         bias = None if bias is None else bias.to(dtype, copy=True)
@@ -136,11 +137,11 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
                 [b if b is not None else torch.zeros(w.shape[0]) for (w, _), b in zip((q, k, v), biases, strict=True)]
             )  # fmt: skip
             # RMSNorm weights scale the next product's input columns; the attention scale scales the q rows (RoPE
-            # is linear). Folded in float64, rounded once to the decode dtype.
-            qkv_weight = torch.cat([q[0], k[0], v[0]]).to(torch.float64) * _norm_weight(layer.input_layernorm)
+            # is linear). Folded in fp32 (float64 for a float64 decode), rounded once to the decode dtype.
+            qkv_weight = torch.cat([q[0], k[0], v[0]]).to(fold) * _norm_weight(layer.input_layernorm, fold)
             qkv_weight[:q_dim] *= head_dim**-0.5
             if qkv_bias is not None:
-                qkv_bias = qkv_bias.to(torch.float64)
+                qkv_bias = qkv_bias.to(fold)
                 qkv_bias[:q_dim] *= head_dim**-0.5
             for name, module in (("o_proj", attn.o_proj), ("down_proj", mlp.down_proj)):
                 if effective_weight(module)[1] is not None:
@@ -148,20 +149,20 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
             layers.append(LayerWeights(
                 qkv=linear(qkv_weight, qkv_bias), o=linear(effective_weight(attn.o_proj)[0]),
                 gate_up=linear(torch.cat([effective_weight(mlp.gate_proj)[0], effective_weight(mlp.up_proj)[0]])
-                               .to(torch.float64) * _norm_weight(layer.post_attention_layernorm)),
+                               .to(fold) * _norm_weight(layer.post_attention_layernorm, fold)),
                 down=linear(effective_weight(mlp.down_proj)[0]),
             ))  # fmt: skip
         return DecodeWeights(
             embed=inner.embed_tokens.weight.detach().to(dtype, copy=True), layers=layers,
-            lm_head=linear(effective_weight(causal.lm_head)[0].to(torch.float64) * _norm_weight(inner.norm)),
+            lm_head=linear(effective_weight(causal.lm_head)[0].to(fold) * _norm_weight(inner.norm, fold)),
             eps=float(config.rms_norm_eps), heads=config.num_attention_heads, kv_heads=config.num_key_value_heads,
             head_dim=head_dim,
         )  # fmt: skip
 
 
-def _norm_weight(norm: torch.nn.Module) -> torch.Tensor:
-    """An RMSNorm's weight as a float64 row, to scale the columns of the product it feeds."""
-    return norm.weight.detach().to(torch.float64)[None, :]
+def _norm_weight(norm: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """An RMSNorm's weight as a row, to scale the columns of the product it feeds."""
+    return norm.weight.detach().to(dtype)[None, :]
 
 
 def _rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
