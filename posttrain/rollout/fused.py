@@ -46,7 +46,6 @@ class Linear:
     another order). Other dtypes (float64 in tests) take `F.linear`."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, batch_hint: int = 0):
-        self.out_features = weight.shape[0]
         self.bias = bias
         self.packed = bool(batch_hint) and weight.dtype in PACKED_DTYPES and _onednn_packing()
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint) if self.packed else weight
