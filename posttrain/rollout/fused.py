@@ -2,11 +2,12 @@
 
 Why: on a CPU, one decode step of a 135M model in transformers spends about as much time in Python, mask
 building and a general-purpose attention kernel as in the matrix products that have to happen. This forward keeps
-little besides them: per layer, one fused QKV product (the RMSNorm weight and the attention scale folded in), RoPE from the
-model's own rotary module (so every rope scaling transformers supports is computed there), one indexed copy of the
-new keys and one of the new values into the cache, attention of the new queries over the cache (a buffer that grows
-with the tokens; grouped-query attention as a batched product with the causal mask added in the same call, no expanded K/V), the
-output projection, one fused gate/up product and the down projection. The products' weights are pre-packed for
+little besides them: per layer, one fused QKV product (the RMSNorm weight and the attention scale folded in),
+RoPE from the model's own rotary module (so every rope scaling transformers supports is computed there), one
+indexed copy of the new keys and one of the new values into the cache, attention of the new queries over the
+cache (a buffer that grows with the tokens; grouped-query attention as a batched product with the causal mask
+added in the same call, no expanded K/V), the output projection, one fused gate/up product and the down
+projection. The products' weights are pre-packed for
 oneDNN (`Linear`). Prompts (`prefill`) and single decode steps (`step`) go through the same `forward`; tests
 check its logits against the HF model's for the tiny Llama and Qwen2 presets and SmolLM2.
 
@@ -187,7 +188,7 @@ class KVCache:
     GROW = 16
 
     def __init__(self, layers: int, batch: int, kv_heads: int, capacity: int, head_dim: int, dtype: torch.dtype):
-        capacity = -(-capacity // self.GROW) * self.GROW
+        capacity = self._rounded(capacity)
         self.keys = [torch.zeros((batch, kv_heads, head_dim, capacity), dtype=dtype) for _ in range(layers)]
         self.values = [torch.zeros((batch, kv_heads, capacity, head_dim), dtype=dtype) for _ in range(layers)]
         self.lengths_B = torch.zeros(batch, dtype=torch.long)
@@ -197,10 +198,14 @@ class KVCache:
         """Make room for `slots` slots per row."""
         if slots <= self.capacity:
             return
-        extra = -(-slots // self.GROW) * self.GROW - self.capacity
+        extra = self._rounded(slots) - self.capacity
         self.keys = [F.pad(k, (0, extra)) for k in self.keys]
         self.values = [F.pad(v, (0, 0, 0, extra)) for v in self.values]
         self.capacity += extra
+
+    def _rounded(self, slots: int) -> int:
+        """`slots` rounded up to a multiple of GROW."""
+        return -(-slots // self.GROW) * self.GROW
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Keep the rows listed, in that order (a row listed twice is copied)."""
@@ -222,11 +227,11 @@ class FusedDecoder:
         return KVCache(len(w.layers), batch, w.kv_heads, capacity, w.head_dim, w.embed.dtype)
 
     @torch.no_grad()
-    def prefill(self, prompts: list[list[int]], capacity: int = 0) -> tuple[KVCache, torch.Tensor]:
-        """A cache holding each prompt in its own row (room for at least `capacity` slots; it grows as needed), and
-        the logits (fp32) after each prompt's last token."""
+    def prefill(self, prompts: list[list[int]]) -> tuple[KVCache, torch.Tensor]:
+        """A cache holding each prompt in its own row (it grows as tokens come), and the logits (fp32) after each
+        prompt's last token."""
         width = max(map(len, prompts))
-        cache = self.new_cache(len(prompts), max(capacity, width))
+        cache = self.new_cache(len(prompts), width)
         ids = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):  # right padding: the padded slots are masked and later overwritten
             ids[i, : len(p)] = torch.tensor(p)
