@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posttrain-installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test bubblewrap lint format clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,17 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/posttrain demo
 
-test: setup
+# The sandbox tests and the code verifier's run real bubblewrap sandboxes (posttrain.sandbox has no unsandboxed
+# fallback), so without bwrap dozens of tests fail with tracebacks. Checked first, so that we stop before setup: as
+# root with apt (CI, a container) it is installed as .ci/run does; anyone else gets one line saying what to install.
+bubblewrap:
+	@command -v bwrap >/dev/null || if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	else \
+		echo "make test needs bubblewrap (bwrap is not on PATH): install it, e.g. sudo apt-get install bubblewrap" >&2; exit 1; \
+	fi
+
+test: bubblewrap setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q

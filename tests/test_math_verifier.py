@@ -8,6 +8,8 @@ failure named. Decision recorded here: a final-answer phrase ("The answer is 42.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -223,8 +225,40 @@ def test_a_hung_sample_does_not_sink_its_group():
 def test_recovers_after_workers_die():
     with MathVerifier(timeout_s=2.0, max_workers=1) as v:
         v.score(TASK, r"\boxed{1}")
-        for pid in list(v._pool._processes):  # stand-in for the OOM killer
-            os.kill(pid, 9)
+        for worker in v._workers:  # stand-in for the OOM killer
+            os.kill(worker.process.pid, 9)
         time.sleep(0.2)
         assert v.score(TASK, r"\boxed{42}").failure in (None, "worker_crash")
         assert v.score(TASK, r"\boxed{42}").reward == 1.0
+
+
+# --- callers that multiprocessing's spawn cannot re-import ---------------------------------------------------------
+
+CALLER = """
+from posttrain.rewards.math import MathVerifier
+from posttrain.types import RLTask
+
+task = RLTask(prompt=[{"role": "user", "content": "What is 40 + 2?"}], verifier="math", answer="42")
+verifier = MathVerifier(max_workers=2)  # left open: the interpreter's exit must shut it down quietly
+print("rewards", verifier.score(task, r"\\boxed{42}").reward, verifier.score(task, r"\\boxed{41}").reward)
+"""
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin", "unguarded script"])
+def test_scores_from_any_main_module_and_exits_cleanly(tmp_path, how):
+    """`python -` (whose __main__.__file__ is "<stdin>") broke spawn workers; an unguarded script re-ran in each."""
+    script = tmp_path / "score.py"
+    script.write_text(CALLER)
+    argv = {"-c": ["-c", CALLER], "stdin": ["-"], "unguarded script": [str(script)]}[how]
+    run = subprocess.run(
+        [sys.executable, "-X", "dev", *argv],  # dev mode: unclosed pipes and running children would warn
+        input=CALLER if how == "stdin" else "",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["rewards 1.0 0.0"]
+    for bad in ("Traceback", "Exception ignored", "ResourceWarning"):
+        assert bad not in run.stderr, run.stderr

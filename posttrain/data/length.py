@@ -1,7 +1,12 @@
-"""Token-length checks: a record longer than `max_length` after rendering is an error naming its file and line."""
+"""Token-length checks: a record longer than `max_length` after rendering is an error naming its file and line.
+
+`check_prompt_lengths` is the RL stages' check: a prompt is measured exactly as the sampler will feed it
+(`render_prompt`: the chat template with the generation prompt appended), before any model is loaded.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
@@ -11,6 +16,7 @@ from posttrain.render import TemplateError, render_completion, render_messages, 
 from posttrain.types import BinaryFeedback, PreferencePair, RLTask, SFTExample, Source
 
 _UNKNOWN = Source("<memory>", 0)
+logger = logging.getLogger("posttrain.data")
 
 
 def rendered_lengths(record, tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
@@ -54,3 +60,40 @@ def split_by_length(
         else:
             kept.append(record)
     return kept, errors
+
+
+def check_prompt_lengths(
+    tasks: Sequence[RLTask], tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int, *, skip_invalid: bool = False
+) -> tuple[list[RLTask], int]:
+    """The tasks whose rendered prompt fits in `max_prompt_tokens`, and how many were skipped.
+
+    Without `skip_invalid` the first prompt that does not fit raises DataError (`path:line: field 'prompt': ...`,
+    with its length); with it, such tasks are dropped, counted, and the first is logged."""
+    kept, skipped = [], []
+    for task in tasks:
+        try:
+            _check_prompt(task, tokenizer, max_prompt_tokens)
+        except DataError as err:
+            if not skip_invalid:
+                raise
+            skipped.append(err)
+        else:
+            kept.append(task)
+    if skipped:
+        logger.warning("skipped %d RL task(s) whose prompt is too long; first: %s", len(skipped), skipped[0])
+    return kept, len(skipped)
+
+
+def _check_prompt(task: RLTask, tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int) -> None:
+    """Raise DataError if the task's prompt, rendered for sampling, is longer than `max_prompt_tokens`."""
+    source = task.source or _UNKNOWN
+    try:
+        n_tokens = len(render_prompt(tokenizer, task.prompt))
+    except TemplateError as err:
+        raise DataError(source, "<template>", str(err)) from err
+    if n_tokens > max_prompt_tokens:
+        raise DataError(
+            source,
+            "prompt",
+            f"prompt is {n_tokens} tokens once rendered for sampling, longer than max_prompt_tokens {max_prompt_tokens}",
+        )

@@ -7,7 +7,9 @@ Schemas:
 - `sft`: `{"messages": [...]}` with at least one assistant message -> `SFTExample`.
 - `preference`: `{"prompt", "chosen", "rejected"}` -> `PreferencePair`.
 - `kto`: `{"prompt", "completion", "label": bool}` -> `BinaryFeedback`.
-- `rl`: `{"prompt", "verifier", "answer"?, "tests"?, ...}` -> `RLTask`; other keys go into `metadata`.
+- `rl`: `{"prompt", "verifier", "answer"?, "tests"?, ...}` -> `RLTask`; other keys go into `metadata`. The verifier
+  must be a known name, and the fields it reads (`posttrain.rewards.route.REQUIRED_FIELDS`: `answer` for `math`,
+  `tests` for `code`, ...) must be there and non-empty, or every completion would score 0 without a word.
 
 A plain string is accepted for a prompt (one user message) and for chosen/rejected/completion (one assistant
 message). Unknown extra keys are ignored, except in `rl`, where they are kept as metadata.
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from posttrain.data.errors import DataError
+from posttrain.rewards.route import KNOWN_VERIFIERS, REQUIRED_FIELDS
 from posttrain.types import ROLES, BinaryFeedback, Message, PreferencePair, RLTask, SFTExample, Source
 
 SCHEMAS = ("sft", "preference", "kto", "rl")
@@ -137,6 +140,7 @@ def _parse_rl(obj: dict, source: Source) -> RLTask:
     if not isinstance(verifier, str) or not verifier.strip():
         got = type_name(verifier) if not isinstance(verifier, str) else "an empty string"
         raise DataError(source, "verifier", f"expected a verifier name such as 'math' or 'code', got {got}")
+    _check_verifier_fields(obj, verifier, source)
     metadata = {k: v for k, v in obj.items() if k not in _RL_KEYS}
     return RLTask(
         prompt=prompt,
@@ -146,6 +150,35 @@ def _parse_rl(obj: dict, source: Source) -> RLTask:
         metadata=metadata,
         source=source,
     )
+
+
+def _check_verifier_fields(obj: dict, verifier: str, source: Source) -> None:
+    """A DataError for an unknown verifier, or for a field it reads that is missing, null or empty."""
+    if verifier not in KNOWN_VERIFIERS:
+        raise DataError(source, "verifier", f"unknown verifier {_short(verifier)}; known: {', '.join(KNOWN_VERIFIERS)}")
+    for field in REQUIRED_FIELDS.get(verifier, ()):
+        value = _field(obj, field)
+        if value is None:
+            raise DataError(source, field, f"required by verifier '{verifier}'")
+        if _is_empty(value):
+            raise DataError(source, field, f"empty, but verifier '{verifier}' needs it")
+
+
+def _is_empty(value: Any) -> bool:
+    """A blank string, or an empty list or object (0 and false are values)."""
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, list | dict) and not value
+
+
+def _field(obj: dict, dotted: str) -> Any:
+    """The value at a dotted path ("entry.answer"), or None when any step is missing or not an object."""
+    value: Any = obj
+    for key in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 _PARSERS: dict[str, Callable[[dict, Source], Any]] = {

@@ -1,4 +1,4 @@
-"""Math answer verification with `math-verify`, run in a process pool with a hard per-call timeout.
+"""Math answer verification with `math-verify`, run in a process pool with a hard per-job timeout.
 
 `MathVerifier` takes the final answer from a completion, then asks `math_verify.parse` / `math_verify.verify`
 whether it equals `task.answer` (so `\\boxed{42.0}` and `\\boxed{\\frac{84}{2}}` match "42").
@@ -20,12 +20,21 @@ Every zero from a check that did not happen has a `Score.failure` and a 1 in `me
 
 Why a process pool: sympy can run for minutes on a hostile answer (`\\boxed{9^{9^{9^{9}}}}` against 42).
 math-verify's own timeout is `signal.alarm`, which fails off the main thread, and on expiry it quietly returns
-"not equal". Here it is switched off (timeouts None); parsing and comparing run in worker processes, and a job
-still running `timeout_s` after the last job finished is recorded as "timeout": the workers are killed, jobs
-not yet started are rerun in a fresh pool, so `score` returns within about `timeout_s` of its last progress
-(`MathVerifier._run` has the argument). Workers are started with "spawn" (safe after CUDA and threads),
-created lazily, warmed up before any clock starts, and reused; one caller at a time. As with any spawn pool,
-a script that scores must keep its top-level code under `if __name__ == "__main__":`.
+"not equal". Here it is switched off (timeouts None); parsing and comparing run in worker processes, one job per
+worker at a time, and a job still running `timeout_s` after it started is recorded as "timeout": its worker is
+killed and replaced, and the other jobs go on. A worker that dies (the OOM killer) costs only the job it was
+running ("worker_crash"). Workers are created lazily, warmed up (math-verify imported) before any clock starts,
+and reused; one caller at a time.
+
+Why not `multiprocessing`: a worker is a fresh interpreter started with `subprocess`, running `_serve` of this
+module and talking over two pipes. multiprocessing's "spawn" and "forkserver" start methods re-run the caller's
+`__main__` in each child: from its file when it has one, which fails when there is no file to read
+(`python - < script`, where `__main__.__file__` is "<stdin>"; an editor's unsaved buffer) and re-runs every line
+of a script without an `if __name__ == "__main__":` guard in every worker (loading its model, say, or starting
+more workers). "fork" copies a process that may hold CUDA state and threads. A fresh interpreter imports only
+this module and math-verify, whatever the caller is: a script, `python -c`, `python -`, a notebook, so no guard is
+needed. The workers are shut down by `close()` (or `with`), else when the verifier is garbage-collected or the
+interpreter exits (`weakref.finalize`): their pipes are closed, they return, and they are reaped.
 
 The DAPO overlong penalty (`soft_overlong_penalty`) is a pure function to add to the reward; `max_chars`
 gives a hard cut (no credit, "overlong").
@@ -36,11 +45,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import re
+import signal
+import subprocess
+import sys
 import time
 import unicodedata
+import weakref
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
 
 from posttrain.types import RLTask, Score
 
@@ -175,17 +187,93 @@ def _init_worker() -> None:
     _parse("1")
 
 
+_READY = "ready"  # a worker's first message: math-verify is imported
+
+
+def _serve(inbox_fd: int, outbox_fd: int) -> None:
+    """A worker's loop: `(gold, answers)` in, `_check`'s verdict out, until the caller closes its end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the caller handles it
+    inbox, outbox = Connection(inbox_fd, writable=False), Connection(outbox_fd, readable=False)
+    _init_worker()
+    outbox.send(_READY)
+    while True:
+        try:
+            job = inbox.recv()
+        except EOFError:  # the caller closed the pool, or exited
+            return
+        outbox.send(_check(*job))
+
+
 # --- in the caller -------------------------------------------------------------------------------------------
 
+STARTUP_TIMEOUT_S = 120.0  # a worker imports math-verify (sympy) in about a second; a loaded machine takes longer
+# argv: the two pipe ends, then the caller's sys.path (as multiprocessing passes it), so this module imports the same.
+_WORKER_MAIN = (
+    "import sys; sys.path[:] = sys.argv[3:]; "
+    "from posttrain.rewards.math import _serve; _serve(int(sys.argv[1]), int(sys.argv[2]))"
+)
 
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """Kill a pool's workers: `kill_workers` from Python 3.14, the executor's process table before it."""
-    if hasattr(pool, "kill_workers"):
-        pool.kill_workers()
-        return
-    for process in list(pool._processes.values()):
-        process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+
+class _Worker:
+    """One worker process and its two pipes; it runs one job at a time (`job` is that job's key, or None)."""
+
+    def __init__(self) -> None:
+        inbox_read, self.inbox = multiprocessing.Pipe(duplex=False)
+        self.outbox, outbox_write = multiprocessing.Pipe(duplex=False)
+        child_fds = (inbox_read.fileno(), outbox_write.fileno())
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_MAIN, *map(str, child_fds), *sys.path],
+            pass_fds=child_fds,
+            stdin=subprocess.DEVNULL,
+        )
+        inbox_read.close()  # the worker's ends: with our copies open, its death would never read as EOF
+        outbox_write.close()
+        self.job: int | None = None
+        self.deadline = 0.0
+
+    def wait_ready(self) -> None:
+        """Block until the worker has imported math-verify; RuntimeError if it died or hangs while starting."""
+        try:
+            if self.outbox.poll(STARTUP_TIMEOUT_S) and self.outbox.recv() == _READY:
+                return
+            problem = f"did not start within {STARTUP_TIMEOUT_S:.0f} s"
+        except EOFError:
+            problem = "died while starting (its traceback is on stderr)"
+        self.kill()
+        raise RuntimeError(f"a math-verify worker process {problem}")
+
+    def start(self, key: int, job: tuple[str, tuple[str, ...]], timeout_s: float) -> None:
+        """Send a job; OSError (a broken pipe) if the worker has died."""
+        self.inbox.send(job)
+        self.job, self.deadline = key, time.monotonic() + timeout_s
+
+    def kill(self) -> None:
+        """SIGKILL the worker and reap it."""
+        self.process.kill()
+        self._reap()
+
+    def close(self) -> None:
+        """Close its inbox, so that its loop returns; kill it if it is still busy a second later."""
+        self.inbox.close()
+        try:
+            self.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._reap()
+
+    def _reap(self) -> None:
+        self.process.wait()
+        self.inbox.close()
+        self.outbox.close()
+
+
+def _close_workers(workers: list[_Worker]) -> None:
+    """Close every worker (EOF first to all, so they exit together) and empty the list."""
+    for worker in workers:
+        worker.inbox.close()
+    for worker in workers:
+        worker.close()
+    workers.clear()
 
 
 class MathVerifier:
@@ -200,7 +288,8 @@ class MathVerifier:
     ):
         self.timeout_s, self.max_workers, self.max_chars = timeout_s, max_workers, max_chars
         self.stop_strings = tuple(stop_strings)
-        self._pool: ProcessPoolExecutor | None = None
+        self._workers: list[_Worker] = []  # started on first use; the same list for the verifier's life
+        weakref.finalize(self, _close_workers, self._workers)  # at garbage collection or interpreter exit
 
     def score(self, task: RLTask, completion: str) -> Score:
         """Check one completion (blocks at most about `timeout_s`)."""
@@ -225,10 +314,8 @@ class MathVerifier:
         return scores  # type: ignore[return-value]
 
     def close(self) -> None:
-        """Shut the worker pool down (a later call starts a new one)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the worker processes (a later call starts new ones)."""
+        _close_workers(self._workers)
 
     def __enter__(self) -> MathVerifier:
         return self
@@ -253,54 +340,69 @@ class MathVerifier:
         return _unwrap(str(task.answer)), distinct
 
     def _run(self, jobs: dict[int, tuple[str, tuple[str, ...]]]) -> dict[int, Score]:
-        """Run the jobs in the pool; a job still running `timeout_s` after the last one finished is "timeout".
-
-        Workers take jobs in submission order, so when `timeout_s` passes with no job finishing, the first
-        `max_workers` unfinished jobs are the ones stuck (each has run at least `timeout_s`) and the rest have not
-        started: the workers are killed, and those are run again in a fresh pool.
-        """
-        pool = self._pool or self._start_pool()
+        """Run the jobs on the workers in order; a job still running `timeout_s` after it started is "timeout"."""
+        queue, scores = list(jobs.items()), {}
         try:
-            futures = {i: pool.submit(_check, *job) for i, job in jobs.items()}
-        except BrokenProcessPool:  # a worker died while the pool was idle (the OOM killer, say): start afresh
-            self._discard_pool()
-            return self._run(jobs)
-        pending = list(futures.values())
-        while pending:
-            done, _ = wait(pending, timeout=self.timeout_s, return_when=FIRST_COMPLETED)
-            if not done:
-                break
-            pending = [f for f in pending if f not in done]
-        stuck, unstarted = set(pending[: self.max_workers]), set(pending[self.max_workers :])
-        scores = {
-            i: _score(0.0, "timeout") if f in stuck else _result(f) for i, f in futures.items() if f not in unstarted
-        }
-        if pending or any(s.failure == "worker_crash" for s in scores.values()):
-            self._discard_pool()
-        retry = {i: jobs[i] for i, f in futures.items() if f in unstarted}
-        return scores | (self._run(retry) if retry else {})
+            while queue or any(w.job is not None for w in self._workers):
+                self._dispatch(queue)
+                self._collect(scores)
+        finally:  # after an exception (Ctrl-C, say) a busy worker's late verdict must not answer a later job
+            for worker in [w for w in self._workers if w.job is not None]:
+                self._drop(worker)
+        return scores
 
-    def _discard_pool(self) -> None:
-        if self._pool is not None:
-            _kill_workers(self._pool)
-            self._pool = None
+    def _dispatch(self, queue: list[tuple[int, tuple[str, tuple[str, ...]]]]) -> None:
+        """Give each idle worker the next queued job, starting workers first (no clock runs while they start)."""
+        if queue and len(self._workers) < self.max_workers:
+            self._top_up()
+        for worker in [w for w in self._workers if w.job is None]:
+            if not queue:
+                return
+            key, job = queue.pop(0)
+            try:
+                worker.start(key, job, self.timeout_s)
+            except OSError:  # it died while idle (the OOM killer, say): the job goes back, a new worker comes
+                queue.insert(0, (key, job))
+                self._drop(worker)
 
-    def _start_pool(self) -> ProcessPoolExecutor:
-        """A spawn pool whose workers have imported math-verify, so start-up is not charged to any timeout."""
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(self.max_workers, mp_context=context, initializer=_init_worker)
-        for future in [pool.submit(time.sleep, 0.1) for _ in range(self.max_workers)]:  # one per worker, mostly
-            future.result(timeout=120)
-        self._pool = pool
-        return pool
+    def _collect(self, scores: dict[int, Score]) -> None:
+        """Wait until a job finishes or the earliest deadline passes; record finished, crashed and timed-out jobs."""
+        busy = [w for w in self._workers if w.job is not None]
+        if not busy:
+            return
+        wait([w.outbox for w in busy], timeout=max(0.0, min(w.deadline for w in busy) - time.monotonic()))
+        for worker in busy:
+            if worker.outbox.poll():
+                self._finish(worker, scores)
+            elif time.monotonic() >= worker.deadline:
+                scores[worker.job] = _score(0.0, "timeout")
+                self._drop(worker)
 
+    def _finish(self, worker: _Worker, scores: dict[int, Score]) -> None:
+        """Record the worker's verdict; EOF instead means it died, and only its own job is lost."""
+        try:
+            correct, failure = worker.outbox.recv()
+        except EOFError:
+            scores[worker.job] = _score(0.0, "worker_crash")
+            self._drop(worker)
+            return
+        scores[worker.job], worker.job = _score(float(correct), failure), None
 
-def _result(future: Future) -> Score:
-    """The worker's verdict; a dead worker breaks the pool, and every job still in it fails "worker_crash"."""
-    if isinstance(future.exception(), BrokenProcessPool):
-        return _score(0.0, "worker_crash")
-    correct, failure = future.result()
-    return _score(float(correct), failure)
+    def _top_up(self) -> None:
+        """Start workers up to `max_workers`, all at once, and wait until each has imported math-verify."""
+        new = [_Worker() for _ in range(self.max_workers - len(self._workers))]
+        self._workers.extend(new)  # listed first, so that close() reaps them even if one fails to start
+        for worker in new:
+            try:
+                worker.wait_ready()
+            except RuntimeError:
+                self._workers.remove(worker)
+                raise
+
+    def _drop(self, worker: _Worker) -> None:
+        """Kill a worker (stuck or dead) and forget it; `_dispatch` starts a new one when there is work."""
+        worker.kill()
+        self._workers.remove(worker)
 
 
 class FormatVerifier:

@@ -3,12 +3,20 @@
 `build_verifier("math")` and friends make verifiers by name, importing their modules only when asked (the code
 verifier needs bubblewrap, the reasoning-gym one its package). `ByTaskVerifier` routes each task to its own and
 calls a verifier's `score_batch` (a process pool, a set of sandboxes) once for all of its tasks in the batch.
+
+What a verifier needs is stated here, next to its name, so that it is checked before anything expensive happens:
+- `REQUIRED_FIELDS`: the task fields it reads. `posttrain.data.schema` checks them when rl data is loaded, so a
+  `math` task without an `answer` is a `path:line: field 'answer'` error instead of a reward of 0 on every sample.
+- `check_prerequisites(names)`: what it needs from the machine (bubblewrap, the reasoning-gym package), checked
+  before any model is loaded, so that a run does not fail (or score nothing) an hour in.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+import importlib.util
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
 
 from posttrain.rewards import Verifier, score_batch
 from posttrain.types import RLTask, Score
@@ -18,6 +26,24 @@ VERIFIER_CLASSES = {
     "reasoning_gym": "posttrain.rewards.gym:ReasoningGymVerifier",
     "code": "posttrain.rewards.code:CodeVerifier",
 }
+# The rl-record fields each verifier reads ("a.b": key b of the object under a; metadata keys sit at the top level
+# of a record). A missing, null or empty one is a data error at load time (posttrain.data.schema).
+REQUIRED_FIELDS = {
+    "math": ("answer",),  # MathVerifier compares with task.answer
+    "reasoning_gym": ("dataset", "entry.answer"),  # ReasoningGymVerifier._scorer: metadata dataset and entry
+    "code": ("tests",),  # CodeVerifier runs task.tests after the program
+}
+# Names that only the demo's evaluation reads (posttrain.eval.suite judges the reply alone): valid in rl data,
+# but no reward is built from them.
+EVAL_JUDGES = ("refusal", "compliance")
+KNOWN_VERIFIERS = (*VERIFIER_CLASSES, *EVAL_JUDGES)
+
+
+_SANDBOX_HELP = "see the posttrain.sandbox docstring for what bwrap needs (user namespaces, or root)"
+
+
+class MissingPrerequisite(RuntimeError):
+    """A verifier needs something this machine lacks; the message says what, and how to install it."""
 
 
 def build_verifier(name: str) -> Verifier:
@@ -26,6 +52,61 @@ def build_verifier(name: str) -> Verifier:
         raise ValueError(f"unknown verifier {name!r}; known: {', '.join(VERIFIER_CLASSES)}")
     module, cls = VERIFIER_CLASSES[name].split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def check_prerequisites(verifier_names: Iterable[str]) -> None:
+    """Raise MissingPrerequisite (one line: what is missing, how to install it) unless every named verifier can run."""
+    problems = []
+    for name in dict.fromkeys(verifier_names):  # each name once, in order
+        if name not in KNOWN_VERIFIERS:
+            raise ValueError(f"unknown verifier {name!r}; known: {', '.join(KNOWN_VERIFIERS)}")
+        check = _PREREQUISITES.get(name)  # the eval judges need nothing
+        problem = check() if check else None
+        if problem:
+            problems.append(f"verifier {name!r} needs {problem}")
+    if problems:
+        raise MissingPrerequisite("; ".join(problems))
+
+
+def _math_missing() -> str | None:
+    """math-verify is a dependency of posttrain, but a hand-made environment may lack it."""
+    if importlib.util.find_spec("math_verify") is None:
+        return "math-verify: pip install 'math-verify>=0.7'"
+    return None
+
+
+def _code_missing() -> str | None:
+    """bwrap on PATH, and able to start a sandbox here (user namespaces may be off, or we may be in a container)."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap is not on PATH): apt-get install bubblewrap"
+    from posttrain.sandbox import Sandbox, SandboxError, SandboxLimits
+
+    try:
+        result = Sandbox(SandboxLimits(timeout_s=10.0)).run("print('ok')")
+    except (SandboxError, OSError) as err:
+        return f"a working bubblewrap (a trial sandbox did not start: {_first_line(str(err))}); {_SANDBOX_HELP}"
+    if not result.ok or result.stdout.strip() != "ok":
+        detail = _first_line(result.stderr) or f"exit code {result.exit_code}"
+        return f"a working bubblewrap (a trial sandbox failed: {detail}); {_SANDBOX_HELP}"
+    return None
+
+
+def _reasoning_gym_missing() -> str | None:
+    """`import reasoning_gym` imports every generator, so each of its dependencies must be there too."""
+    try:
+        import reasoning_gym  # noqa: F401
+    except ImportError as err:
+        why = _first_line(str(err))
+        return f"the reasoning-gym package (import failed: {why}): make setup, or pip install 'posttrain[gym]'"
+    return None
+
+
+def _first_line(text: str) -> str:
+    """The first non-blank line of `text`, so an error message stays one line."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+_PREREQUISITES = {"math": _math_missing, "code": _code_missing, "reasoning_gym": _reasoning_gym_missing}
 
 
 class ByTaskVerifier:
