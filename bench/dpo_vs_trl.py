@@ -101,12 +101,14 @@ def _summary(result: dict) -> dict:
 
 def mean_pairs_per_step(args) -> float:
     """Pairs per optimizer step when posttrain packs this data: TRL's batch size is set to match it."""
+    from posttrain.data.pairs import load_groups
     from posttrain.models import load_policy
-    from posttrain.stages.preference import PreferenceConfig, _batches, load_offline
+    from posttrain.stages.preference import PreferenceConfig, _batches
 
     config = PreferenceConfig(model=args.model, data=args.data, max_length=args.max_length, rows_per_batch=args.rows)
     tokenizer = load_policy(args.model)[1]
-    batches = _batches(config, load_offline(config, tokenizer), tokenizer.pad_token_id, 0)
+    data = load_groups(config.data, False, tokenizer, config.max_length)
+    batches = _batches(config, data, tokenizer.pad_token_id, 0)
     return sum(len(b.sequence_indices) for b in batches) / 2 / len(batches)
 
 

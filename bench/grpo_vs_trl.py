@@ -95,7 +95,7 @@ def run_posttrain(args) -> dict:
 
     out = Path(tempfile.mkdtemp(prefix="bench-rlvr-"))
     config = rlvr.RLVRConfig(
-        model=args.model, tasks=args.tasks, output=str(out), loss="grpo", advantage="group", steps=args.steps,
+        model=args.model, tasks=args.tasks, output=str(out), loss="grpo", advantage="group", max_steps=args.steps,
         prompts_per_step=args.prompts, samples_per_prompt=args.samples, max_new_tokens=args.max_new_tokens,
         temperature=1.0, top_p=1.0, top_k=0, mu=1, kl_beta=0.0, lr=args.lr, min_lr_ratio=1.0, warmup_ratio=0.0,
         weight_decay=0.0, grad_clip=1.0, rollout_batch=args.prompts * args.samples, precision=args.precision,

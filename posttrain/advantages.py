@@ -14,6 +14,8 @@ Conventions (all as TRL 1.x's `GRPOTrainer` / `RLOOTrainer`, whose advantage cod
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -50,3 +52,10 @@ def leave_one_out(rewards_P_G: torch.Tensor) -> torch.Tensor:
     G = rewards_P_G.shape[1]
     baselines_P_G = (rewards_P_G.sum(dim=1, keepdim=True) - rewards_P_G) / (G - 1)
     return rewards_P_G - baselines_P_G
+
+
+ADVANTAGES = {
+    "group": functools.partial(group_normalized, scale=True),  # GRPO: (r - mean) / std per group
+    "centered": functools.partial(group_normalized, scale=False),  # Dr.GRPO: r - mean
+    "rloo": leave_one_out,  # RLOO: r - mean of the others
+}

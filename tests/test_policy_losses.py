@@ -281,7 +281,7 @@ def test_gspo_sequence_ratio():
         }
     )
 
-    (token_grad,) = torch.autograd.grad(grpo_loss(logprobs_B_T, *args, eps=0.2)[0], logprobs_B_T)
+    (token_grad,) = torch.autograd.grad(grpo_loss(logprobs_B_T, *args, eps_low=0.2, eps_high=0.2)[0], logprobs_B_T)
     assert token_grad[0, 0].item() == 0.0
     assert token_grad[0, 1].item() == pytest.approx(-math.exp(-0.1) / 6, abs=1e-12)
 
@@ -414,9 +414,12 @@ def _trl_grpo(batch, *, loss_type, eps_low, eps_high, level="token", beta=0.0, m
 
 TRL_CASES = {
     # name: (our loss, TRL's settings)
-    "grpo": (functools.partial(grpo_loss, eps=0.2), {"loss_type": "grpo", "eps_low": 0.2, "eps_high": 0.2}),
+    "grpo": (
+        functools.partial(grpo_loss, eps_low=0.2, eps_high=0.2),
+        {"loss_type": "grpo", "eps_low": 0.2, "eps_high": 0.2},
+    ),
     "grpo_kl": (
-        functools.partial(grpo_loss, eps=0.2, kl_beta=0.04),
+        functools.partial(grpo_loss, eps_low=0.2, eps_high=0.2, kl_beta=0.04),
         {"loss_type": "grpo", "eps_low": 0.2, "eps_high": 0.2, "beta": 0.04},
     ),
     "dr_grpo": (

@@ -141,7 +141,7 @@ def test_two_rounds_of_iterated_dpo_with_a_verifier_judge(arithmetic_sft_model, 
         assert rows[0]["reward_accuracy"] == 0.0, "the round's reference is the policy it starts from"
         assert rows[-1]["reward_accuracy"] > rows[0]["reward_accuracy"]
         summary = json.loads((round_dir / "round.json").read_text())
-        assert summary["pairs"] == len(pairs) and "distinct_2" in summary["diversity"]
+        assert summary["pairs"] == len(pairs) and "distinct_2" in summary["eval"]["diversity"]
     AutoModelForCausalLM.from_pretrained(final)
 
 

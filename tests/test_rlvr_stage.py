@@ -16,18 +16,20 @@ import torch
 
 from posttrain.data import load_records
 from posttrain.rollout.engine import RolloutEngine
+from posttrain.rounds import sample_groups
 from posttrain.stages.rlvr import (
     PromptBatch,
-    RewardModel,
     RLVRConfig,
     collect,
     compute_advantages,
+    reward_model,
     run,
-    sample_groups,
+    sampling,
     update,
 )
 from posttrain.tasks.arithmetic import arithmetic_tasks
 from posttrain.tasks.jsonl import write_tasks
+from posttrain.train.preamble import Run
 from posttrain.train.setup import build_optimization, build_policy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +47,7 @@ def _config(tasks, out: Path, **overrides) -> RLVRConfig:
     # A random model never answers; with a common stop string its completions vary in length, and the soft
     # overlong penalty over the whole length turns that into rewards that differ within groups.
     base = {"model": "tiny-random-llama", "tasks": str(tasks[0]), "eval_tasks": str(tasks[1]), "output": str(out),
-            "steps": 3, "prompts_per_step": 4, "samples_per_prompt": 4, "max_new_tokens": 12, "overlong_buffer": 12,
+            "max_steps": 3, "prompts_per_step": 4, "samples_per_prompt": 4, "max_new_tokens": 12, "overlong_buffer": 12,
             "stop": ("e",), "lr": 1e-3, "progress": False, "save_every": 0}  # fmt: skip
     return RLVRConfig(**(base | overrides))
 
@@ -75,7 +77,7 @@ def test_dynamic_sampling_drops_equal_reward_groups_and_refills(tasks, tmp_path)
     model, tokenizer = build_policy(config.model, torch.device("cpu"), 0)
     sampler = RolloutEngine(model, tokenizer)
     train = list(load_records(config.tasks, "rl").records)
-    rewards = RewardModel(config)
+    rewards = reward_model(config)
     kept, first, stats = collect(sampler, rewards, train, PromptBatch((0, 1, 2, 3)), config, step=0)
     rewards.close()
     assert kept and all(len(set(g.rewards)) > 1 for g in kept)  # only informative groups are trained on
@@ -92,8 +94,8 @@ def test_update_gradient_does_not_depend_on_the_micro_batch_split(tasks, tmp_pat
     model.double()
     sampler = RolloutEngine(model, tokenizer, dtype=torch.float64)
     train = list(load_records(config.tasks, "rl").records)[:2]
-    rewards = RewardModel(config)
-    groups = sample_groups(sampler, rewards, train, config, seed=0, timings={"generation_s": 0, "scoring_s": 0})
+    rewards = reward_model(config)
+    groups = sample_groups(sampler, rewards.score, train, config.samples_per_prompt, sampling(config, 0))
     rewards.close()
     advantages = compute_advantages(config, torch.tensor([g.rewards for g in groups], dtype=torch.float64)).flatten()
     advantages = advantages + torch.linspace(-1, 1, len(advantages), dtype=torch.float64)  # never all zero
@@ -105,9 +107,9 @@ def test_update_gradient_does_not_depend_on_the_micro_batch_split(tasks, tmp_pat
         hook = optimizer.register_step_pre_hook(
             lambda opt, *_: captured.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
         )
-        update(model, None, optimizer, scheduler, groups, advantages,
-               dataclasses.replace(config, rows_per_batch=rows_per_batch, grad_clip=0.0), torch.device("cpu"),
-               "fp32", step=0)  # fmt: skip
+        split = dataclasses.replace(config, rows_per_batch=rows_per_batch, grad_clip=0.0)
+        update(Run(split, "rlvr", tmp_path, torch.device("cpu"), "fp32", {}), model, None, optimizer, scheduler,
+               groups, advantages, step=0)  # fmt: skip
         hook.remove()
         model.load_state_dict(snapshot)
         return captured[0]

@@ -21,6 +21,7 @@ from posttrain.stages.sft import SFTConfig, run, train_step
 from posttrain.train.batches import epoch_batches
 from posttrain.train.config import build_config
 from posttrain.train.optim import build_optimizer, build_scheduler
+from posttrain.train.preamble import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,8 @@ def test_accumulated_micro_batches_equal_one_big_batch(data):
         batches = epoch_batches(sequences, config.max_length, rows, tokenizer.pad_token_id, seed=0, epoch=0)
         optimizer = build_optimizer(model, 1e-3, 0.0)
         scheduler = build_scheduler(optimizer, 0, 10, 1.0)
-        stats = train_step(model, batches[:accum], optimizer, scheduler, config, torch.device("cpu"), "fp32")
+        run = Run(config, "sft", Path("unused"), torch.device("cpu"), "fp32", {})
+        stats = train_step(run, model, optimizer, scheduler, batches[:accum])
         results.append((stats["loss"], [p.detach().clone() for p in model.parameters()]))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
     for a, b in zip(results[0][1], results[1][1], strict=True):

@@ -12,12 +12,12 @@ import json
 import pytest
 
 from posttrain.data import load_records
-from posttrain.demo.mix import whole_value
 from posttrain.rewards.gym import FAILURES, ReasoningGymVerifier, final_answer
 from posttrain.tasks import ANSWER_INSTRUCTION
 from posttrain.tasks.arithmetic import arithmetic_problems, arithmetic_tasks, split_of
 from posttrain.tasks.gym import DATASETS, draw_entries, gym_splits, normalise_question, split_seed
 from posttrain.tasks.jsonl import write_tasks
+from posttrain.tasks.problems import whole_value
 from posttrain.types import RLTask
 
 

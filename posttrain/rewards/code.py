@@ -38,8 +38,8 @@ import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from posttrain.rewards.math import STOP_STRINGS, before_stop
 from posttrain.sandbox import Sandbox, SandboxLimits, SandboxResult
+from posttrain.text import STOP_STRINGS, before_stop
 from posttrain.types import RLTask, Score
 
 FAILURES = (

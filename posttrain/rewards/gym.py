@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from posttrain.rewards.math import STOP_STRINGS, before_stop, extract_answers, has_non_ascii_digit
+from posttrain.text import STOP_STRINGS, before_stop, extract_answers, has_non_ascii_digit
 from posttrain.types import RLTask, Score
 
 FAILURES = (

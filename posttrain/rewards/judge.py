@@ -17,19 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from posttrain.rewards import Verifier
+from posttrain.rewards import Judge, Verifier, score_batch
 from posttrain.types import Message, RLTask, Score
 
 
 class VerifierJudge:
-    """Scores each completion with a verifier."""
+    """Scores each completion with a verifier; a verifier's failure is a judged zero, not a missing judgement."""
 
     def __init__(self, verifier: Verifier):
         self.verifier = verifier
 
     def score_group(self, task: RLTask, completions: Sequence[str]) -> list[Score]:
-        """The verifier's score of each completion."""
-        return [self.verifier.score(task, c) for c in completions]
+        """The verifier's score of each completion (its batch path, a process pool or sandboxes, when it has one)."""
+        return score_batch(self.verifier, [task] * len(completions), completions)
 
 
 class RewardFunctionJudge:
@@ -95,9 +95,11 @@ class HFChatLM:
 
     def complete(self, messages: list[Message]) -> str:
         """Greedy reply to `messages`."""
-        from posttrain.eval.generate import generate_texts
+        from posttrain.rollout import greedy_texts
+        from posttrain.rollout.hf import HFSampler
 
-        return generate_texts(self.model, self.tokenizer, [tuple(messages)], self.max_new_tokens, progress=False)[0]
+        sampler = HFSampler(self.model, self.tokenizer, batch_size=1, progress="")
+        return greedy_texts(sampler, [tuple(messages)], self.max_new_tokens)[0]
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,52 @@ class OpenAICompatibleLM:
                 raise LMUnavailable(f"{self.base_url}: the answer has no text content")
             return content
         raise LMUnavailable(f"{self.base_url}: {last_error} after {self.retries + 1} attempt(s)")
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """What a judge is built from: its name in `JUDGES` and, for LM judges, the model and endpoint."""
+
+    name: str  # a key of JUDGES
+    model: str = ""  # lm-local: model spec; lm-openai: served model name
+    base_url: str = ""  # lm-openai: e.g. http://127.0.0.1:8000/v1
+    timeout_s: float = 30.0  # lm-openai: per request
+    retries: int = 2  # lm-openai: extra attempts after a failure
+
+
+def _math_judge(settings: JudgeSettings) -> Judge:
+    from posttrain.rewards.math import MathVerifier
+
+    return VerifierJudge(MathVerifier())  # the RL reward itself: one rule for "correct"
+
+
+def _task_verifier_judge(settings: JudgeSettings) -> Judge:
+    from posttrain.rewards.route import ByTaskVerifier
+
+    return VerifierJudge(ByTaskVerifier())
+
+
+def _local_lm_judge(settings: JudgeSettings) -> Judge:
+    from posttrain.models import load_policy
+
+    return LMJudge(HFChatLM(*load_policy(settings.model)))
+
+
+def _openai_lm_judge(settings: JudgeSettings) -> Judge:
+    return LMJudge(OpenAICompatibleLM(settings.base_url, settings.model, timeout_s=settings.timeout_s,
+                                      retries=settings.retries))  # fmt: skip
+
+
+JUDGES: dict[str, Callable[[JudgeSettings], Judge]] = {
+    "math": _math_judge,  # MathVerifier on every task
+    "verifier": _task_verifier_judge,  # each task's own verifier (its `verifier` field)
+    "lm-local": _local_lm_judge,  # a local HF chat model rates 1-10
+    "lm-openai": _openai_lm_judge,  # an OpenAI-compatible endpoint rates 1-10
+}
+
+
+def build_judge(settings: JudgeSettings) -> Judge:
+    """The judge named by `settings.name`."""
+    if settings.name not in JUDGES:
+        raise ValueError(f"unknown judge {settings.name!r}; choose one of {', '.join(JUDGES)}")
+    return JUDGES[settings.name](settings)

@@ -31,3 +31,9 @@ class Sampler(Protocol):
     def sync(self) -> None:
         """Take up the policy's current weights (called after each optimizer step)."""
         ...
+
+
+def greedy_texts(sampler: Sampler, prompts: Sequence[Messages], max_new_tokens: int) -> list[str]:
+    """Greedy completion of each prompt by `sampler`, in input order, without special tokens."""
+    groups = sampler.sample(prompts, 1, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))
+    return [group[0].text for group in groups]

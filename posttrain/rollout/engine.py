@@ -34,10 +34,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
-from posttrain.rewards.math import before_stop
 from posttrain.rollout import Sampler, SamplingParams
 from posttrain.rollout.fused import FusedDecoder, fused_decode_supported, weights_from
 from posttrain.rollout.hf import HFSampler
+from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
 
 log = logging.getLogger(__name__)

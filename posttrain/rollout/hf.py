@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
-from posttrain.rewards.math import before_stop
 from posttrain.rollout import SamplingParams
+from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
 
 

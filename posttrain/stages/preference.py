@@ -22,44 +22,36 @@ Launch:
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
-import json
 import logging
 import math
-import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from posttrain.data import DataError, load_records
-from posttrain.data.length import split_by_length
+from posttrain.data import load_records
+from posttrain.data.pairs import GroupData, load_groups
 from posttrain.eval.diversity import diversity_metrics
+from posttrain.io import atomic_directory
 from posttrain.logprobs import per_sequence_count, per_sequence_sum, token_logprobs
 from posttrain.losses.kto import kto_loss
 from posttrain.losses.preference import dpo_loss, ipo_loss, orpo_loss, simpo_loss
 from posttrain.models import LoraSpec, save_model
 from posttrain.packing import pack_groups
-from posttrain.render import RenderedSequence, render_completion
-from posttrain.rewards.answer import BoxedAnswerVerifier
-from posttrain.rewards.judge import HFChatLM, LMJudge, OpenAICompatibleLM, VerifierJudge
+from posttrain.render import RenderedSequence
+from posttrain.rewards.judge import JudgeSettings, build_judge
 from posttrain.rollout import SamplingParams
-from posttrain.rollout.hf import HFSampler, bf16_copy
-from posttrain.train.config import option, save_config
-from posttrain.train.io import atomic_directory, atomic_write_json, atomic_write_text
-from posttrain.train.loop import LoopSettings, check_run_dir, run_loop
-from posttrain.train.manifest import write_manifest
-from posttrain.train.optim import autocast, resolve_precision
+from posttrain.rollout.engine import make_sampler
+from posttrain.rounds import Built, Group, RoundSpec, judge_scorer, run_rounds
+from posttrain.train.config import option
+from posttrain.train.loop import run_loop
+from posttrain.train.preamble import Run, accumulate_and_step, open_run
+from posttrain.train.reference import cached_reference, fingerprint, sequence_logps
 from posttrain.train.schedules import annealed
-from posttrain.train.setup import build_optimization, build_policy, clip_and_step, device_for_training
 
 log = logging.getLogger("posttrain.preference")
-METHODS = ("dpo", "ipo", "simpo", "kto", "orpo")
-JUDGES = ("math", "lm-local", "lm-openai")
 
 
 @dataclass(frozen=True)
@@ -91,6 +83,7 @@ class PreferenceConfig:
     lora: bool = option(False, "train LoRA adapters instead of all weights")
     lora_r: int = option(16, "LoRA rank")
     lora_alpha: int = option(32, "LoRA alpha")
+    lora_targets: tuple[str, ...] = option(LoraSpec.target_modules, "modules that get LoRA adapters")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass")
     save_every: int = option(0, "checkpoint every N steps; 0: never")
     keep_last: int = option(1, "checkpoints to keep")
@@ -105,7 +98,9 @@ class PreferenceConfig:
     temperature: float = option(1.0, "sampling temperature in the rounds")
     top_p: float = option(1.0, "nucleus sampling mass in the rounds")
     max_new_tokens: int = option(256, "completion length cap in the rounds")
-    judge: str = option("math", "math (boxed final answer), lm-local or lm-openai")
+    judge: str = option(
+        "math", "round judge: math (the RL math reward), verifier (each task's own), lm-local or lm-openai"
+    )
     judge_model: str = option("", "lm-local: model spec; lm-openai: served model name")
     judge_base_url: str = option("", "lm-openai: base URL such as http://127.0.0.1:8000/v1")
     judge_timeout_s: float = option(30.0, "lm-openai: request timeout")
@@ -115,39 +110,32 @@ class PreferenceConfig:
     diversity_samples: int = option(4, "samples per prompt for the diversity metrics")
 
 
-@dataclass(frozen=True)
-class GroupData:
-    """Sequences in groups of two: (chosen, rejected) pairs, or (completion, mismatched completion) for KTO."""
-
-    sequences: list[RenderedSequence]  # group g holds sequences 2g and 2g+1
-    labels: torch.Tensor | None = None  # (G,) bool, KTO only
+def _dpo(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
+    return dpo_loss(p_G2[:, 0], p_G2[:, 1], ref_G2[:, 0], ref_G2[:, 1], beta, c.label_smoothing)
 
 
-def load_offline(config: PreferenceConfig, tokenizer) -> GroupData:
-    """Render the offline file into groups of two sequences."""
-    schema = "kto" if config.method == "kto" else "preference"
-    records = load_records(config.data, schema, skip_invalid=config.skip_invalid).records
-    records, rejected = split_by_length(records, tokenizer, config.max_length)
-    if rejected and not config.skip_invalid:
-        raise rejected[0]
-    if rejected:
-        log.warning("skipped %d records that are too long or unrenderable; first: %s", len(rejected), rejected[0])
-    sequences: list[RenderedSequence] = []
-    if config.method != "kto":
-        for pair in records:
-            sequences += [render_completion(tokenizer, pair.prompt, pair.chosen),
-                          render_completion(tokenizer, pair.prompt, pair.rejected)]  # fmt: skip
-        return GroupData(sequences)
-    if len(records) < 2:
-        raise ValueError(f"{config.data}: KTO needs at least 2 records to estimate its KL baseline")
-    for i, record in enumerate(records):
-        mismatched_prompt = records[(i + 1) % len(records)].prompt
-        sequences += [render_completion(tokenizer, record.prompt, record.completion),
-                      render_completion(tokenizer, mismatched_prompt, record.completion)]  # fmt: skip
-        if len(sequences[-1]) > config.max_length:
-            raise DataError(record.source, "completion", f"with the next record's prompt (the KL term) it is "
-                            f"{len(sequences[-1])} tokens, longer than max_length {config.max_length}")  # fmt: skip
-    return GroupData(sequences, torch.tensor([r.label for r in records]))
+def _ipo(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
+    lengths = (len_G2[:, 0], len_G2[:, 1]) if c.ipo_length_normalize else (None, None)
+    return ipo_loss(p_G2[:, 0], p_G2[:, 1], ref_G2[:, 0], ref_G2[:, 1], beta, *lengths)
+
+
+def _simpo(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
+    return simpo_loss(p_G2[:, 0], p_G2[:, 1], len_G2[:, 0], len_G2[:, 1], beta, c.simpo_gamma)
+
+
+def _orpo(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
+    nll_G = -p_G2[:, 0] / len_G2[:, 0].clamp(min=1)
+    return orpo_loss(p_G2[:, 0], p_G2[:, 1], len_G2[:, 0], len_G2[:, 1], nll_G, beta)
+
+
+def _kto(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
+    return kto_loss(p_G2[:, 0], ref_G2[:, 0], labels_G, p_G2[:, 1], ref_G2[:, 1], beta, c.desirable_weight,
+                    c.undesirable_weight)  # fmt: skip
+
+
+# method -> the pure loss on groups of two: column 0 chosen (or the KTO completion), column 1 rejected (or KL).
+LOSSES = {"dpo": _dpo, "ipo": _ipo, "simpo": _simpo, "orpo": _orpo, "kto": _kto}
+PAIRWISE = ("dpo", "ipo", "simpo", "orpo")  # the methods iterated rounds can train (they build pairs)
 
 
 def _batches(config: PreferenceConfig, data: GroupData, pad_id: int, seed: int | None):
@@ -155,98 +143,34 @@ def _batches(config: PreferenceConfig, data: GroupData, pad_id: int, seed: int |
     return pack_groups(data.sequences, groups, config.max_length, config.rows_per_batch, pad_id, seed)
 
 
-def _fingerprint(config: PreferenceConfig, data: GroupData) -> str:
-    """What a stored reference was computed for: the starting model and every sequence's token ids."""
-    digest = hashlib.sha256(config.model.encode())
-    for sequence in data.sequences:
-        digest.update(repr(sequence.token_ids).encode())
-    return digest.hexdigest()
-
-
-def reference_logps(config: PreferenceConfig, model, data: GroupData, run_dir: Path, pad_id: int, device, precision):
-    """(2G,) reference log-probs: read from the run directory when computed for the same model and data, else
-    computed on the first epoch's own batches (under bf16 the same layout gives the same numbers, so step 1 sits
-    at log 2) and stored atomically."""
-    ref_path, meta_path = run_dir / "reference_logps.pt", run_dir / "reference.json"
-    fingerprint = _fingerprint(config, data)
-    if ref_path.exists() and meta_path.exists() and json.loads(meta_path.read_text())["fingerprint"] == fingerprint:
-        return torch.load(ref_path, weights_only=True)
-    started = time.perf_counter()
-    first_epoch = _batches(config, data, pad_id, _epoch_seed(config, 0))
-    ref = sequence_logps(model, first_epoch, len(data.sequences), device, precision)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = ref_path.with_name(".reference_logps.pt.tmp")
-    torch.save(ref, tmp)
-    os.replace(tmp, ref_path)
-    atomic_write_json(meta_path, {"sequences": len(data.sequences), "seconds": time.perf_counter() - started,
-                                  "fingerprint": fingerprint})  # fmt: skip
-    return ref
-
-
 def _epoch_seed(config: PreferenceConfig, epoch: int) -> int:
     return config.seed * 1000 + epoch
 
 
-@torch.no_grad()
-def sequence_logps(model, batches, n: int, device, precision) -> torch.Tensor:
-    """(n,) summed completion log-probs of every sequence, in sequence order."""
-    out = torch.zeros(n, dtype=torch.float64)
-    was_training = model.training
-    model.eval()
-    for batch in batches:
-        with autocast(precision, device):
-            sums = per_sequence_sum(token_logprobs(model, batch.to(device)), batch.to(device))
-        out[list(batch.sequence_indices)] = sums.double().cpu()
-    model.train(was_training)
-    return out
-
-
-def group_loss(config: PreferenceConfig, beta: float, policy_G2, ref_G2, lengths_G2, labels_G):
-    """The configured method's loss on groups of two: column 0 chosen (or completion), column 1 rejected (or KL)."""
-    pc, pr = policy_G2[:, 0], policy_G2[:, 1]
-    lc, lr = lengths_G2[:, 0], lengths_G2[:, 1]
-    if config.method == "dpo":
-        return dpo_loss(pc, pr, ref_G2[:, 0], ref_G2[:, 1], beta, config.label_smoothing)
-    if config.method == "ipo":
-        lengths = (lc, lr) if config.ipo_length_normalize else (None, None)
-        return ipo_loss(pc, pr, ref_G2[:, 0], ref_G2[:, 1], beta, *lengths)
-    if config.method == "simpo":
-        return simpo_loss(pc, pr, lc, lr, beta, config.simpo_gamma)
-    if config.method == "orpo":
-        return orpo_loss(pc, pr, lc, lr, -pc / lc.clamp(min=1), beta)
-    if config.method == "kto":
-        return kto_loss(pc, ref_G2[:, 0], labels_G, pr, ref_G2[:, 1], beta,
-                        config.desirable_weight, config.undesirable_weight)  # fmt: skip
-    raise ValueError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
-
-
-def preference_step(model, micro, optimizer, scheduler, config, beta, ref, labels, device, precision) -> dict:
+def preference_step(run: Run, model, optimizer, scheduler, micro, beta: float, ref, labels) -> dict:
     """One optimizer step over micro-batches of whole groups; the loss is the mean over the step's groups."""
     n_groups = sum(len(b.sequence_indices) for b in micro) // 2
-    totals: dict[str, float] = {}
-    for batch in micro:
-        batch = batch.to(device)
+    loss_fn = LOSSES[run.config.method]
+
+    def micro_loss(batch):
         index = torch.tensor(batch.sequence_indices)
-        with autocast(precision, device):
-            logprobs = token_logprobs(model, batch)
-        policy_G2 = per_sequence_sum(logprobs, batch).float().view(-1, 2)
+        policy_G2 = per_sequence_sum(token_logprobs(model, batch), batch).float().view(-1, 2)
         lengths_G2 = per_sequence_count(batch).to(policy_G2.device).view(-1, 2)
-        ref_G2 = ref[index].float().to(device).view(-1, 2)
+        ref_G2 = ref[index].float().to(policy_G2.device).view(-1, 2)
         group_ids = index.view(-1, 2)[:, 0] // 2
-        loss, metrics = group_loss(config, beta, policy_G2, ref_G2, lengths_G2,
-                                   None if labels is None else labels[group_ids].to(device))  # fmt: skip
-        share = len(group_ids) / n_groups
-        (loss * share).backward()
+        group_labels = None if labels is None else labels[group_ids].to(policy_G2.device)
+        loss, metrics = loss_fn(run.config, beta, policy_G2, ref_G2, lengths_G2, group_labels)
         logratio_G2 = (policy_G2 - ref_G2).detach()
         metrics |= {"loss": float(loss.detach()), "chosen_logratio": float(logratio_G2[:, 0].mean()),
                     "rejected_logratio": float(logratio_G2[:, 1].mean()),
                     "response_length": float(lengths_G2.float().mean())}  # fmt: skip
-        for key, value in metrics.items():
-            totals[key] = totals.get(key, 0.0) + share * value
+        share = len(group_ids) / n_groups
+        return loss * share, {key: share * value for key, value in metrics.items()}
+
+    totals = accumulate_and_step(run, model, optimizer, scheduler, micro, micro_loss)
     totals["implicit_kl"] = 0.5 * (totals["chosen_logratio"] + totals["rejected_logratio"])
-    tokens = sum(b.n_real_tokens for b in micro)
-    step_stats = clip_and_step(model, optimizer, scheduler, config.grad_clip)
-    return {**totals, "beta": beta, **step_stats, "tokens": tokens, "pairs": n_groups}
+    return {**totals, "beta": beta, "tokens": sum(b.n_real_tokens for b in micro), "pairs": n_groups,
+            "sequences": 2 * n_groups}  # fmt: skip
 
 
 class DriftWatch:
@@ -267,161 +191,117 @@ class DriftWatch:
             self.warned = True
 
 
-def train_on(config: PreferenceConfig, model, tokenizer, data: GroupData, run_dir: Path, device, precision) -> dict:
-    """Reference log-probs, then the step loop over the groups; returns the last metrics row."""
-    pad_id = tokenizer.pad_token_id
-    ref = reference_logps(config, model, data, run_dir, pad_id, device, precision)
+def train_on(run: Run, model, tokenizer, data: GroupData, run_dir: Path) -> dict:
+    """Reference log-probs (the weights `model` starts with), then the step loop over the groups; returns the last
+    metrics row."""
+    config, pad_id = run.config, tokenizer.pad_token_id
+    ref = cached_reference(run_dir, fingerprint(config.model, data.sequences), lambda: sequence_logps(
+        model, _batches(config, data, pad_id, _epoch_seed(config, 0)), len(data.sequences), run.device,
+        run.precision))  # fmt: skip
     epochs = [_batches(config, data, pad_id, _epoch_seed(config, e)) for e in range(config.epochs)]
     if not epochs[0]:
         raise ValueError(f"{run_dir}: no training pairs")
     # Greedy group packing gives each epoch's order its own batch count, so count every epoch.
     total = config.max_steps or sum(math.ceil(len(b) / config.grad_accum) for b in epochs)
-    optimizer, scheduler = build_optimization(model, config.lr, config.weight_decay, config.warmup_ratio, total,
-                                              config.min_lr_ratio)  # fmt: skip
+    optimizer, scheduler = run.optimization(model, total)
     watch = DriftWatch()
 
     def step(index: int, micro) -> dict:
         beta = annealed(index, total - 1, config.beta, config.beta_end, config.beta_schedule, config.beta_anneal_step)
-        row = preference_step(model, micro, optimizer, scheduler, config, beta, ref, data.labels, device, precision)
+        row = preference_step(run, model, optimizer, scheduler, micro, beta, ref, data.labels)
         watch.update(row["chosen_logratio"])
         return row
 
-    settings = LoopSettings(total, config.grad_accum, 0, config.save_every, config.keep_last, config.resume,
-                            config.trackers, config.progress, desc=f"{config.method} {run_dir.name}")  # fmt: skip
-    return run_loop(run_dir, settings, model, optimizer, scheduler,
-                    lambda e: epochs[e] if e < len(epochs) else _batches(config, data, pad_id, _epoch_seed(config, e)),
-                    step)  # fmt: skip
+    def batches_for(epoch: int):
+        return epochs[epoch] if epoch < len(epochs) else _batches(config, data, pad_id, _epoch_seed(config, epoch))
+
+    settings = run.settings(total, f"{config.method} {run_dir.name}", config.grad_accum)
+    return run_loop(run_dir, settings, model, optimizer, scheduler, batches_for, step)
 
 
-def build_judge(config: PreferenceConfig):
-    """The judge named by the config."""
-    if config.judge == "math":
-        return VerifierJudge(BoxedAnswerVerifier())
-    if config.judge == "lm-local":
-        from posttrain.models import load_policy
-
-        return LMJudge(HFChatLM(*load_policy(config.judge_model)))
-    if config.judge == "lm-openai":
-        return LMJudge(OpenAICompatibleLM(config.judge_base_url, config.judge_model,
-                                          timeout_s=config.judge_timeout_s, retries=config.judge_retries))  # fmt: skip
-    raise ValueError(f"unknown judge {config.judge!r}; choose one of {', '.join(JUDGES)}")
-
-
-def _sampling(config: PreferenceConfig, seed: int) -> SamplingParams:
-    return SamplingParams(config.max_new_tokens, config.temperature, config.top_p, 0, seed)
-
-
-def sampling_copy(model, precision: str):
-    """The model to sample from: a bf16 copy when training in bf16, else the model itself."""
-    return bf16_copy(model) if precision == "bf16" else model
-
-
-def make_pairs(config: PreferenceConfig, model, tokenizer, tasks, judge, round_dir: Path, seed: int, precision: str):
-    """Sample, judge and pair one round; saves samples.jsonl and pairs.jsonl. Returns (GroupData, stats)."""
-    sampler = HFSampler(sampling_copy(model, precision), tokenizer)
-    groups = sampler.sample([t.prompt for t in tasks], config.samples_per_prompt, _sampling(config, seed))
-    sequences, sample_rows, pair_rows = [], [], []
-    stats = {"prompts": len(tasks), "samples": 0, "reward_sum": 0.0, "ties": 0, "below_margin": 0, "failures": 0,
-             "unjudged": 0, "too_long": 0}  # fmt: skip
-    for task, rollouts in zip(tasks, groups, strict=True):
-        scores = judge.score_group(task, [r.text for r in rollouts])
-        stats["samples"] += len(rollouts)
-        stats["reward_sum"] += sum(s.reward for s in scores)
-        stats["failures"] += sum(s.failure is not None for s in scores)
-        sample_rows += [{"prompt": task.prompt[-1].content, "completion": r.text, "reward": s.reward,
-                         "failure": s.failure, "finish_reason": r.finish_reason} for r, s in zip(rollouts, scores, strict=True)]  # fmt: skip
-        judged = [i for i, score in enumerate(scores) if score.failure is None or isinstance(judge, VerifierJudge)]
-        if len(judged) < 2:  # a judge that could not answer says nothing about which sample is better
+def best_against_worst(config: PreferenceConfig, groups: list[Group]) -> Built:
+    """Pairs the best-judged sample of each group against the worst; ties, narrow margins, groups with fewer than
+    two judged samples (an LM judge that could not answer) and pairs longer than max_length are dropped, counted."""
+    sequences, rows = [], []
+    stats = {"prompts": len(groups), "samples": sum(len(g.rollouts) for g in groups), "ties": 0, "below_margin": 0,
+             "unjudged": 0, "too_long": 0, "failures": sum(s.failure is not None for g in groups for s in g.scores),
+             "reward_mean": sum(sum(g.rewards) for g in groups) / max(sum(len(g.rollouts) for g in groups), 1)}  # fmt: skip
+    for g in groups:
+        judged = [i for i, s in enumerate(g.scores) if s.metrics.get("judged", 1.0)]
+        if len(judged) < 2:
             stats["unjudged"] += 1
             continue
-        best = max(judged, key=lambda i: scores[i].reward)
-        worst = min(judged, key=lambda i: scores[i].reward)
-        margin = scores[best].reward - scores[worst].reward
-        if margin == 0:
-            stats["ties"] += 1
+        best, worst = max(judged, key=lambda i: g.rewards[i]), min(judged, key=lambda i: g.rewards[i])
+        margin = g.rewards[best] - g.rewards[worst]
+        problem = "ties" if margin == 0 else "below_margin" if margin < config.min_margin else None
+        if problem is None and max(len(g.rollouts[i].prompt_ids) + len(g.rollouts[i].token_ids)
+                                   for i in (best, worst)) > config.max_length:  # fmt: skip
+            problem = "too_long"
+        if problem:
+            stats[problem] += 1
             continue
-        if margin < config.min_margin:
-            stats["below_margin"] += 1
-            continue
-        if max(len(rollouts[i].prompt_ids) + len(rollouts[i].token_ids) for i in (best, worst)) > config.max_length:
-            stats["too_long"] += 1
-            continue
-        for r in (rollouts[best], rollouts[worst]):
-            ids = r.prompt_ids + r.token_ids
-            sequences.append(RenderedSequence(ids, (False,) * len(r.prompt_ids) + (True,) * len(r.token_ids)))
-        pair_rows.append({"prompt": task.prompt[-1].content, "chosen": rollouts[best].text,
-                          "rejected": rollouts[worst].text, "chosen_reward": scores[best].reward,
-                          "rejected_reward": scores[worst].reward})  # fmt: skip
-    atomic_write_text(round_dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in sample_rows))
-    atomic_write_text(round_dir / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in pair_rows))
-    stats["pairs"] = len(pair_rows)
-    stats["reward_mean"] = stats.pop("reward_sum") / max(stats["samples"], 1)
-    return GroupData(sequences), stats
+        for r in (g.rollouts[best], g.rollouts[worst]):
+            sequences.append(RenderedSequence(r.prompt_ids + r.token_ids,
+                                              (False,) * len(r.prompt_ids) + (True,) * len(r.token_ids)))  # fmt: skip
+        rows.append({"prompt": g.task.prompt[-1].content, "chosen": g.rollouts[best].text,
+                     "rejected": g.rollouts[worst].text, "chosen_reward": g.rewards[best],
+                     "rejected_reward": g.rewards[worst]})  # fmt: skip
+    if not rows:
+        raise ValueError(f"no pairs (every group tied, below min_margin or unjudged): {stats}")
+    return Built(rows, GroupData(sequences), stats | {"pairs": len(rows)})
 
 
-def measure_diversity(config: PreferenceConfig, model, tokenizer, prompts, precision: str) -> dict[str, float]:
+def measure_diversity(config: PreferenceConfig, model, tokenizer, prompts) -> dict[str, float]:
     """distinct-n and self-BLEU of samples on a fixed prompt set (temperature 1)."""
     if not config.diversity_prompts or not prompts:
         return {}
     params = SamplingParams(min(config.max_new_tokens, 96), 1.0, 1.0, 0, seed=12345)
-    sampler = HFSampler(sampling_copy(model, precision), tokenizer)
-    groups = sampler.sample(prompts[: config.diversity_prompts], config.diversity_samples, params)
+    groups = make_sampler(model, tokenizer).sample(prompts[: config.diversity_prompts], config.diversity_samples,
+                                                   params)  # fmt: skip
     return diversity_metrics([[r.text for r in g] for g in groups])
 
 
-def _lora(config: PreferenceConfig) -> LoraSpec | None:
-    return LoraSpec(config.lora_r, config.lora_alpha) if config.lora else None
-
-
-def run_rounds(config: PreferenceConfig, run_dir: Path, device, precision) -> Path:
-    """Iterated rounds; each starts from the previous round's final model, which is also its reference."""
-    tasks = load_records(config.prompts, "rl", skip_invalid=config.skip_invalid).records
-    judge = build_judge(config)
-    start = config.model
-    for r in range(1, config.rounds + 1):
-        round_dir = run_dir / f"round_{r}"
-        if not (round_dir / "final" / "config.json").is_file():
-            model, tokenizer = build_policy(
-                start, device, config.seed + r, _lora(config), config.gradient_checkpointing
-            )
-            round_dir.mkdir(parents=True, exist_ok=True)
-            data, stats = make_pairs(
-                config, model, tokenizer, tasks, judge, round_dir, config.seed * 7919 + r, precision
-            )
-            log.info("round %d: %s", r, stats)
-            if stats["pairs"] == 0:
-                raise ValueError(f"round {r}: no pairs (every group tied or below min_margin): {stats}")
-            last = train_on(config, model, tokenizer, data, round_dir, device, precision)
-            summary = {"round": r, **stats, "final_step": {k: v for k, v in last.items() if isinstance(v, float)}}
-            summary |= {"diversity": measure_diversity(config, model, tokenizer, [t.prompt for t in tasks], precision)}
-            atomic_write_json(round_dir / "round.json", summary)
-            save_model(model, tokenizer, round_dir / "final")
-        start = str(round_dir / "final")
-    return Path(start)
+def round_spec(run: Run, tasks) -> RoundSpec:
+    """Iterated DPO as a round: sample, judge, pair best against worst, train with the round's start as reference."""
+    c = run.config
+    judge = build_judge(JudgeSettings(c.judge, c.judge_model, c.judge_base_url, c.judge_timeout_s, c.judge_retries))
+    prompts = [t.prompt for t in tasks]
+    return RoundSpec(
+        data_name="pairs",
+        samples_per_prompt=c.samples_per_prompt,
+        sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, c.top_p, 0, seed=c.seed * 7919 + index),
+        score=judge_scorer(judge),
+        build=lambda groups: best_against_worst(c, groups),
+        train=lambda model, tokenizer, built, round_dir: train_on(run, model, tokenizer, built.data, round_dir),
+        evaluate=lambda model, tokenizer: {"diversity": measure_diversity(c, model, tokenizer, prompts)},
+    )
 
 
 def run(config: PreferenceConfig) -> Path:
     """Offline training or iterated rounds; returns the final model directory."""
-    if config.method not in METHODS:
-        raise ValueError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
-    if config.rounds and config.method == "kto":
-        raise NotImplementedError("iterated rounds build pairs; use a pairwise method (dpo, ipo, simpo, orpo)")
+    if config.method not in LOSSES:
+        raise ValueError(f"unknown method {config.method!r}; choose one of {', '.join(LOSSES)}")
+    if config.rounds and config.method not in PAIRWISE:
+        raise NotImplementedError(f"iterated rounds build pairs; use a pairwise method ({', '.join(PAIRWISE)})")
     if not config.rounds and not config.data:
         raise ValueError("preference needs --data (offline) or --rounds N with --prompts")
-    run_dir = Path(config.output)
-    check_run_dir(run_dir, config.resume)
-    if any(run_dir.glob("round_*")) and not config.resume:
-        raise FileExistsError(f"{run_dir} already holds preference rounds: pass resume=true, or choose another output")
-    device = device_for_training()
-    precision = resolve_precision(config.precision, device)
-    save_config(config, run_dir / "config.yaml")
-    write_manifest(run_dir, "preference", config.model, {"data": config.data, "prompts": config.prompts},
-                   {"method": config.method, "precision": precision, "config": dataclasses.asdict(config)})  # fmt: skip
+    if any(Path(config.output).glob("round_*")) and not config.resume:
+        raise FileExistsError(f"{config.output} already holds preference rounds: pass resume=true, or choose another "
+                              "output")  # fmt: skip
+    run = open_run(config, "preference", {"data": config.data, "prompts": config.prompts})
     if config.rounds:
-        final_round = run_rounds(config, run_dir, device, precision)
-        with atomic_directory(run_dir / "final") as tmp:
+        tasks = load_records(config.prompts, "rl", skip_invalid=config.skip_invalid).records
+        load = lambda start, index: run.policy(start, seed=config.seed + index)  # noqa: E731
+        final_round = run_rounds(round_spec(run, tasks), config.rounds, run.dir, config.model, load, tasks)
+        with atomic_directory(run.dir / "final") as tmp:
             shutil.copytree(final_round, tmp, dirs_exist_ok=True)
-        return run_dir / "final"
-    model, tokenizer = build_policy(config.model, device, config.seed, _lora(config), config.gradient_checkpointing)
-    train_on(config, model, tokenizer, load_offline(config, tokenizer), run_dir, device, precision)
-    return save_model(model, tokenizer, run_dir / "final")
+        return run.dir / "final"
+    model, tokenizer = run.policy()
+    train_on(
+        run,
+        model,
+        tokenizer,
+        load_groups(config.data, config.method == "kto", tokenizer, config.max_length, config.skip_invalid),
+        run.dir,
+    )
+    return save_model(model, tokenizer, run.dir / "final")

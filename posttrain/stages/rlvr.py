@@ -29,9 +29,6 @@ Launch:
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import dataclasses
 import functools
 import logging
 import random
@@ -39,36 +36,32 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from posttrain.advantages import group_normalized, leave_one_out
+from posttrain.advantages import ADVANTAGES
 from posttrain.data import load_records
+from posttrain.io import atomic_write_json
 from posttrain.logprobs import per_sequence_tokens, token_logprobs, token_logprobs_and_entropy
-from posttrain.losses import policy
-from posttrain.losses.policy import k3_kl
-from posttrain.losses.reduce import masked_token_mean, sequence_mean_of_token_means
-from posttrain.models import LoraSpec, is_lora, save_model
+from posttrain.losses.policy import POLICY_LOSSES, k3_kl
+from posttrain.losses.reduce import masked_token_mean
+from posttrain.models import LoraSpec, save_model
 from posttrain.packing import pack
 from posttrain.render import RenderedSequence
-from posttrain.rewards.math import FormatVerifier, soft_overlong_penalty
-from posttrain.rewards.route import ByTaskVerifier
+from posttrain.rewards.shaped import ShapedReward, Shaping
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
+from posttrain.rounds import Group, group_stats, sample_groups
 from posttrain.tasks.humaneval import assert_trainable
-from posttrain.train.config import option, save_config
-from posttrain.train.io import atomic_write_json
-from posttrain.train.loop import LoopSettings, check_run_dir, run_loop
-from posttrain.train.manifest import write_manifest
-from posttrain.train.optim import autocast, resolve_precision
+from posttrain.train.config import option
+from posttrain.train.loop import run_loop
 from posttrain.train.plots import plot_curves
-from posttrain.train.setup import build_optimization, build_policy, clip_and_step, device_for_training
-from posttrain.types import RLTask, Rollout, Score
+from posttrain.train.preamble import Run, accumulate_and_step, open_run
+from posttrain.train.reference import reference_policy
+from posttrain.types import RLTask, Rollout
 
 log = logging.getLogger("posttrain.rlvr")
-LOSSES = ("grpo", "dr_grpo", "dapo", "gspo")
-CLIP_DEFAULTS = {"grpo": (0.2, 0.2), "dr_grpo": (0.2, 0.2), "dapo": (0.2, 0.28), "gspo": (3e-4, 4e-4)}
-ADVANTAGES = ("auto", "group", "centered", "rloo")
 
 
 @dataclass(frozen=True)
@@ -79,7 +72,7 @@ class RLVRConfig:
     output: str = option("runs/rlvr", "run directory")
     loss: str = option("grpo", "grpo, dr_grpo, dapo or gspo")
     advantage: str = option("auto", "auto (centered for dr_grpo, else group), group, centered or rloo")
-    steps: int = option(50, "RL steps (each samples, scores and updates)")
+    max_steps: int = option(50, "RL steps (each samples, scores and updates)")
     prompts_per_step: int = option(8, "prompts (groups) per step")
     samples_per_prompt: int = option(8, "completions per prompt (the group size)")
     max_new_tokens: int = option(128, "completion length cap")
@@ -107,6 +100,8 @@ class RLVRConfig:
     lora: bool = option(False, "train LoRA adapters instead of all weights")
     lora_r: int = option(16, "LoRA rank")
     lora_alpha: int = option(32, "LoRA alpha")
+    lora_targets: tuple[str, ...] = option(LoraSpec.target_modules, "modules that get LoRA adapters")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass to save memory")
     eval_every: int = option(0, "evaluate every N steps; 0: at the end only")
     eval_samples: int = option(4, "samples per held-out prompt: pass@1 and pass@k with k = this")
     save_every: int = option(10, "checkpoint every N steps; 0: never")
@@ -116,92 +111,46 @@ class RLVRConfig:
     trackers: tuple[str, ...] = option((), "extra trackers: tensorboard, wandb, trackio")
     progress: bool = option(True, "show progress bars")
 
+    RENAMED: ClassVar[dict[str, str]] = {"steps": "max_steps"}  # old key -> new key (still read, with a warning)
+
 
 @dataclass(frozen=True)
 class PromptBatch:
-    """The training tasks of one step, by index (the loop counts them as sequences seen)."""
+    """The training tasks of one step, by index."""
 
     sequence_indices: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Group:
-    """A task, its sampled completions and their scores."""
-
-    task: RLTask
-    rollouts: list[Rollout]
-    scores: list[Score]
-
-    @property
-    def rewards(self) -> list[float]:
-        """One reward per completion."""
-        return [s.reward for s in self.scores]
-
-
 def clip_range(config: RLVRConfig) -> tuple[float, float]:
     """(eps_low, eps_high): the config's, or the loss variant's defaults."""
-    low, high = CLIP_DEFAULTS[config.loss]
+    low, high = POLICY_LOSSES[config.loss].clip
     return (config.eps_low or low, config.eps_high or high)
 
 
 def compute_advantages(config: RLVRConfig, rewards_P_G: torch.Tensor) -> torch.Tensor:
     """Per-completion advantages, shape (P, G)."""
-    kind = config.advantage if config.advantage != "auto" else ("centered" if config.loss == "dr_grpo" else "group")
-    if kind == "rloo":
-        return leave_one_out(rewards_P_G)
-    return group_normalized(rewards_P_G, scale=kind == "group")
+    kind = POLICY_LOSSES[config.loss].advantage if config.advantage == "auto" else config.advantage
+    return ADVANTAGES[kind](rewards_P_G)
 
 
-class RewardModel:
-    """Task verifier + optional format reward + optional soft overlong penalty; records failures."""
-
-    def __init__(self, config: RLVRConfig):
-        self.config, self.verifier, self.format = config, ByTaskVerifier(), FormatVerifier()
-
-    def score(self, tasks: list[RLTask], rollouts: list[Rollout]) -> list[Score]:
-        """One score per rollout: the task verifier's reward plus the weighted extras; metrics keep each part."""
-        base = self.verifier.score_batch(tasks, [r.text for r in rollouts])
-        scores = []
-        for task, rollout, score in zip(tasks, rollouts, base, strict=True):
-            reward, metrics = score.reward, {"correct": float(score.reward >= 1.0)}
-            metrics.update({k: v for k, v in score.metrics.items() if k.startswith("failure/")})
-            if self.config.format_weight:
-                fmt = self.format.score(task, rollout.text).reward
-                reward, metrics["format"] = reward + self.config.format_weight * fmt, fmt
-            if self.config.overlong_buffer:
-                penalty = soft_overlong_penalty(len(rollout.token_ids), self.config.max_new_tokens,
-                                                self.config.overlong_buffer)  # fmt: skip
-                reward, metrics["overlong_penalty"] = reward + penalty, penalty
-            scores.append(Score(reward, metrics, score.failure))
-        return scores
-
-    def close(self) -> None:
-        """Release verifier workers."""
-        self.verifier.close()
+def reward_model(config: RLVRConfig) -> ShapedReward:
+    """The task verifiers plus the configured format reward and overlong penalty."""
+    return ShapedReward(Shaping(config.format_weight, config.overlong_buffer, config.max_new_tokens))
 
 
-def sample_groups(sampler, rewards: RewardModel, tasks: list[RLTask], config: RLVRConfig, seed: int,
-                  timings: dict[str, float]) -> list[Group]:  # fmt: skip
-    """Sample and score one group per task; adds generation and scoring seconds to `timings`."""
-    params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                            top_p=config.top_p, top_k=config.top_k, stop=config.stop, seed=seed)  # fmt: skip
-    started = time.perf_counter()
-    rollouts = sampler.sample([t.prompt for t in tasks], config.samples_per_prompt, params)
-    timings["generation_s"] += time.perf_counter() - started
-    started = time.perf_counter()
-    flat_tasks = [t for t in tasks for _ in range(config.samples_per_prompt)]
-    scores = rewards.score(flat_tasks, [r for group in rollouts for r in group])
-    timings["scoring_s"] += time.perf_counter() - started
-    G = config.samples_per_prompt
-    return [Group(t, rollouts[i], scores[i * G : (i + 1) * G]) for i, t in enumerate(tasks)]
+def sampling(config: RLVRConfig, seed: int, temperature: float | None = None) -> SamplingParams:
+    """The configured sampling parameters with `seed` (and another temperature for greedy evaluation)."""
+    t = config.temperature if temperature is None else temperature
+    return SamplingParams(config.max_new_tokens, t, config.top_p, config.top_k, seed, config.stop)
 
 
-def collect(sampler, rewards: RewardModel, train: list[RLTask], batch: PromptBatch, config: RLVRConfig,
+def collect(sampler, rewards: ShapedReward, train: list[RLTask], batch: PromptBatch, config: RLVRConfig,
             step: int) -> tuple[list[Group], list[Group], dict[str, float]]:  # fmt: skip
     """(groups to train on, the first round's groups, timings): dynamic sampling refills from a seeded stream."""
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
-    first = sample_groups(sampler, rewards, [train[i] for i in batch.sequence_indices], config,
-                          seed=config.seed * 1_000_003 + step * 17, timings=timings)  # fmt: skip
+    G, seed = config.samples_per_prompt, config.seed * 1_000_003 + step * 17
+    first = sample_groups(sampler, rewards.score, [train[i] for i in batch.sequence_indices], G,
+                          sampling(config, seed), timings)  # fmt: skip
     if not config.dynamic_sampling:
         return first, first, timings | {"sampled_groups": len(first), "dropped_fraction": 0.0}
     kept, sampled = [g for g in first if len(set(g.rewards)) > 1], len(first)
@@ -210,30 +159,13 @@ def collect(sampler, rewards: RewardModel, train: list[RLTask], batch: PromptBat
         if len(kept) >= config.prompts_per_step:
             break
         extra = [train[i] for i in refill.sample(range(len(train)), min(config.prompts_per_step, len(train)))]
-        more = sample_groups(sampler, rewards, extra, config, seed=config.seed * 1_000_003 + step * 17 + round_,
-                             timings=timings)  # fmt: skip
+        more = sample_groups(sampler, rewards.score, extra, G, sampling(config, seed + round_), timings)
         sampled += len(more)
         kept += [g for g in more if len(set(g.rewards)) > 1]
     dropped = 1.0 - sum(len(set(g.rewards)) > 1 for g in first) / len(first)
     stats = {"sampled_groups": sampled, "dropped_fraction": dropped, "kept_groups": min(len(kept),
              config.prompts_per_step)}  # fmt: skip
     return kept[: config.prompts_per_step], first, timings | stats
-
-
-def reward_stats(groups: list[Group]) -> dict[str, float]:
-    """Reward mean/std, accuracy, response length and failure rates over all completions of `groups`."""
-    rewards = torch.tensor([r for g in groups for r in g.rewards])
-    lengths = [len(r.token_ids) for g in groups for r in g.rollouts]
-    stats = {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-             "response_length": sum(lengths) / len(lengths),
-             "truncated_fraction": sum(r.finish_reason == "length" for g in groups for r in g.rollouts) / len(lengths)}  # fmt: skip
-    per_key: dict[str, list[float]] = defaultdict(list)
-    for g in groups:
-        for s in g.scores:
-            for key, value in s.metrics.items():
-                per_key[key].append(value)
-    stats.update({key: sum(v) / len(v) for key, v in per_key.items()})
-    return stats
 
 
 def training_sequences(groups: list[Group]) -> tuple[list[RenderedSequence], list[Rollout]]:
@@ -244,55 +176,50 @@ def training_sequences(groups: list[Group]) -> tuple[list[RenderedSequence], lis
     return sequences, rollouts
 
 
-def loss_for(config: RLVRConfig, n_sequences: int, n_tokens: int):
-    """The policy loss of `config.loss` as a function of per-sequence tensors, normalised for the whole step."""
-    low, high = clip_range(config)
-    common = {"eps_low": low, "eps_high": high, "kl_beta": config.kl_beta}
-    if config.loss == "dapo":
-        reduction = functools.partial(masked_token_mean, normalizer=n_tokens)
-        return functools.partial(policy.policy_loss, reduction=reduction, **common), lambda n: 1.0
-    if config.loss == "dr_grpo":
-        reduction = functools.partial(masked_token_mean, normalizer=n_sequences * config.max_new_tokens)
-        return functools.partial(policy.policy_loss, reduction=reduction, **common), lambda n: 1.0
-    level = "sequence" if config.loss == "gspo" else "token"
-    return (functools.partial(policy.policy_loss, reduction=sequence_mean_of_token_means, ratio_level=level,
-                              **common), lambda n: n / n_sequences)  # fmt: skip
+def policy_micro_loss(model, reference, loss_fn, rollouts: list[Rollout], advantages: torch.Tensor,
+                      config: RLVRConfig, metric_share: float, batch):  # fmt: skip
+    """(loss scaled for the step, metrics scaled by `metric_share`) of one packed micro-batch of rollouts."""
+    idx = list(batch.sequence_indices)
+    logprobs_B_T, entropy_B_T = token_logprobs_and_entropy(model, batch, config.temperature)
+    logprobs_N_L, mask_N_L = per_sequence_tokens(logprobs_B_T, batch)
+    entropy_N_L, _ = per_sequence_tokens(entropy_B_T, batch)
+    old_N_L = _padded([rollouts[i].logprobs for i in idx], mask_N_L)
+    ref_N_L = None
+    if reference is not None:
+        with torch.no_grad(), reference() as ref_model:
+            ref_N_L, _ = per_sequence_tokens(token_logprobs(ref_model, batch, config.temperature), batch)
+    loss, metrics = loss_fn(logprobs_N_L, old_N_L, advantages[idx].to(mask_N_L.device), mask_N_L,
+                            ref_logprobs_B_T=ref_N_L)  # fmt: skip
+    metrics |= {
+        "loss": float(loss.detach()),
+        "entropy": float(masked_token_mean(entropy_N_L, mask_N_L)),
+        "kl_sampler": float(masked_token_mean(k3_kl(logprobs_N_L.detach(), old_N_L, mask_N_L), mask_N_L)),
+    }
+    weight = len(idx) / len(rollouts) if POLICY_LOSSES[config.loss].per_sequence_mean else 1.0
+    return loss * weight, {k: v * metric_share for k, v in metrics.items()}
 
 
-def update(model, reference, optimizer, scheduler, groups: list[Group], advantages: torch.Tensor,
-           config: RLVRConfig, device, precision: str, step: int) -> dict[str, float]:  # fmt: skip
-    """`mu` optimizer steps over the rollouts; returns averaged loss metrics."""
+def update(run: Run, model, reference, optimizer, scheduler, groups: list[Group], advantages: torch.Tensor,
+           step: int) -> dict[str, float]:  # fmt: skip
+    """`mu` optimizer steps over the rollouts; returns the loss metrics averaged over micro-batches and passes."""
+    config = run.config
     sequences, rollouts = training_sequences(groups)
     n_tokens = sum(len(r.token_ids) for r in rollouts)
-    loss_fn, weight = loss_for(config, len(rollouts), n_tokens)
+    variant = POLICY_LOSSES[config.loss]
+    low, high = clip_range(config)
+    loss_fn = functools.partial(variant.fn, eps_low=low, eps_high=high, kl_beta=config.kl_beta,
+                                **variant.step_kwargs(len(rollouts), n_tokens, config.max_new_tokens))  # fmt: skip
+    row_tokens = max(config.row_tokens, max(map(len, sequences)))
     totals: dict[str, float] = defaultdict(float)
-    count = 0
     for epoch in range(config.mu):
-        row_tokens = max(config.row_tokens, max(map(len, sequences)))
         batches = pack(sequences, row_tokens, config.rows_per_batch, 0, seed=config.seed + step * 31 + epoch)
-        for batch in batches:
-            idx = list(batch.sequence_indices)
-            batch = batch.to(device)
-            with autocast(precision, device):
-                logprobs_B_T, entropy_B_T = token_logprobs_and_entropy(model, batch, config.temperature)
-            logprobs_N_L, mask_N_L = per_sequence_tokens(logprobs_B_T, batch)
-            entropy_N_L, _ = per_sequence_tokens(entropy_B_T, batch)
-            old_N_L = _padded([rollouts[i].logprobs for i in idx], mask_N_L)
-            ref_N_L = None
-            if reference is not None:
-                with torch.no_grad(), autocast(precision, device), reference() as ref_model:
-                    ref_N_L, _ = per_sequence_tokens(token_logprobs(ref_model, batch, config.temperature), batch)
-            loss, metrics = loss_fn(logprobs_N_L, old_N_L, advantages[idx].to(device), mask_N_L,
-                                    ref_logprobs_B_T=ref_N_L)  # fmt: skip
-            (loss * weight(len(idx))).backward()
-            metrics |= {"loss": float(loss.detach()), "entropy": float(masked_token_mean(entropy_N_L, mask_N_L)),
-                        "kl_sampler": float(masked_token_mean(k3_kl(logprobs_N_L.detach(), old_N_L, mask_N_L),
-                                                              mask_N_L))}  # fmt: skip
-            for key, value in metrics.items():
-                totals[key] += value
-            count += 1
-        stepped = clip_and_step(model, optimizer, scheduler, config.grad_clip)
-    return {k: v / count for k, v in totals.items()} | stepped | {"trained_tokens": n_tokens}
+        micro_loss = functools.partial(policy_micro_loss, model, reference, loss_fn, rollouts, advantages, config,
+                                       1 / (len(batches) * config.mu))  # fmt: skip
+        stats = accumulate_and_step(run, model, optimizer, scheduler, batches, micro_loss)
+        stepped = {"lr": stats.pop("lr"), "grad_norm": stats.pop("grad_norm")}
+        for key, value in stats.items():
+            totals[key] += value
+    return dict(totals) | stepped | {"trained_tokens": n_tokens}
 
 
 def _padded(rows: list[tuple[float, ...]], mask_N_L: torch.Tensor) -> torch.Tensor:
@@ -302,15 +229,13 @@ def _padded(rows: list[tuple[float, ...]], mask_N_L: torch.Tensor) -> torch.Tens
     return out
 
 
-def evaluate_heldout(sampler, rewards: RewardModel, tasks: list[RLTask], config: RLVRConfig) -> dict[str, float]:
+def evaluate_heldout(sampler, rewards: ShapedReward, tasks: list[RLTask], config: RLVRConfig) -> dict[str, float]:
     """pass@1 and pass@k (k = eval_samples at the training temperature) and greedy accuracy on held-out tasks."""
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
     k = config.eval_samples
-    sampled_config = dataclasses.replace(config, samples_per_prompt=k)
-    groups = sample_groups(sampler, rewards, tasks, sampled_config, seed=config.seed + 7, timings=timings)
+    groups = sample_groups(sampler, rewards.score, tasks, k, sampling(config, config.seed + 7), timings)
     correct = [[s.metrics["correct"] for s in g.scores] for g in groups]
-    greedy_config = dataclasses.replace(config, samples_per_prompt=1, temperature=0.0)
-    greedy = sample_groups(sampler, rewards, tasks, greedy_config, seed=0, timings=timings)
+    greedy = sample_groups(sampler, rewards.score, tasks, 1, sampling(config, 0, temperature=0.0), timings)
     return {"eval/pass@1": sum(map(sum, correct)) / (k * len(correct)),
             f"eval/pass@{k}": sum(any(c) for c in correct) / len(correct),
             "eval/greedy_accuracy": sum(g.scores[0].metrics["correct"] for g in greedy) / len(greedy),
@@ -320,55 +245,37 @@ def evaluate_heldout(sampler, rewards: RewardModel, tasks: list[RLTask], config:
 def _check(config: RLVRConfig) -> None:
     if not config.tasks:
         raise ValueError("rlvr needs training tasks: --tasks FILE (rl schema)")
-    if config.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
-    if config.advantage not in ADVANTAGES:
-        raise ValueError(f"advantage must be one of {ADVANTAGES}, got {config.advantage!r}")
+    if config.loss not in POLICY_LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(POLICY_LOSSES)}, got {config.loss!r}")
+    if config.advantage != "auto" and config.advantage not in ADVANTAGES:
+        raise ValueError(f"advantage must be auto or one of {', '.join(ADVANTAGES)}, got {config.advantage!r}")
     if config.temperature <= 0:
         raise ValueError("temperature must be > 0: RL samples, and the loss divides the logits by it")
     if config.samples_per_prompt < 2:
         raise ValueError("samples_per_prompt must be at least 2: a group of one has no baseline")
 
 
-def _reference(model, config: RLVRConfig):
-    """A function giving a context manager that yields the reference policy (the starting weights); None when
-    kl_beta is 0. With LoRA the reference is the model with its adapters switched off; else a frozen copy."""
-    if not config.kl_beta:
-        return None
-    if is_lora(model):
-
-        @contextlib.contextmanager
-        def base_weights():
-            with model.disable_adapter():
-                yield model
-
-        return base_weights
-    frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    return lambda: contextlib.nullcontext(frozen)
-
-
-def run(config: RLVRConfig) -> Path:
-    """Train with RL on verifiable rewards; returns the final model directory."""
-    _check(config)
-    run_dir = Path(config.output)
-    check_run_dir(run_dir, config.resume)
-    device = device_for_training()
-    precision = resolve_precision(config.precision, device)
-    lora = LoraSpec(config.lora_r, config.lora_alpha) if config.lora else None
-    model, tokenizer = build_policy(config.model, device, config.seed, lora)
+def load_tasks(config: RLVRConfig) -> tuple[list[RLTask], list[RLTask]]:
+    """The training and held-out tasks, checked before any model is loaded."""
     train = list(load_records(config.tasks, "rl").records)
     assert_trainable(train)  # evaluation-only benchmarks (HumanEval) are refused
     heldout = list(load_records(config.eval_tasks, "rl").records) if config.eval_tasks else []
     if len(train) < config.prompts_per_step:
         raise ValueError(f"{config.tasks}: {len(train)} tasks, fewer than prompts_per_step={config.prompts_per_step}")
-    optimizer, scheduler = build_optimization(model, config.lr, config.weight_decay, config.warmup_ratio,
-                                              config.steps * config.mu, config.min_lr_ratio)  # fmt: skip
-    save_config(config, run_dir / "config.yaml")
-    write_manifest(run_dir, "rlvr", config.model, {"tasks": config.tasks, "eval_tasks": config.eval_tasks},
-                   {"precision": precision, "train_tasks": len(train), "heldout_tasks": len(heldout)})  # fmt: skip
+    return train, heldout
+
+
+def run(config: RLVRConfig) -> Path:
+    """Train with RL on verifiable rewards; returns the final model directory."""
+    _check(config)
+    train, heldout = load_tasks(config)
+    run = open_run(config, "rlvr", {"tasks": config.tasks, "eval_tasks": config.eval_tasks})
+    model, tokenizer = run.policy()
+    run.note(train_tasks=len(train), heldout_tasks=len(heldout))
+    optimizer, scheduler = run.optimization(model, config.max_steps * config.mu)
     sampler = make_sampler(model, tokenizer, batch_size=config.rollout_batch)
-    rewards = RewardModel(config)
-    reference = _reference(model, config)
+    rewards = reward_model(config)
+    reference = reference_policy(model, enabled=config.kl_beta > 0)
 
     def batches_for(epoch: int) -> list[PromptBatch]:
         order = list(range(len(train)))
@@ -379,35 +286,31 @@ def run(config: RLVRConfig) -> Path:
     def step(index: int, micro: list[PromptBatch]) -> dict[str, float]:
         sampler.sync()
         groups, first, stats = collect(sampler, rewards, train, micro[0], config, index)
-        stats |= reward_stats(first)
+        stats |= group_stats(first)
         generated = sum(len(r.token_ids) for g in first for r in g.rollouts)
         stats |= {"generated_tokens": generated, "generation_tokens_per_s": generated / stats["generation_s"]}
         started = time.perf_counter()
         if groups:
             rewards_P_G = torch.tensor([g.rewards for g in groups], dtype=torch.float32)
             advantages = compute_advantages(config, rewards_P_G).flatten()
-            stats |= update(model, reference, optimizer, scheduler, groups, advantages, config, device, precision,
-                            index)  # fmt: skip
+            stats |= update(run, model, reference, optimizer, scheduler, groups, advantages, index)
         else:
             log.warning("step %d: every group had equal rewards; no update", index + 1)
         stats["training_s"] = time.perf_counter() - started
         total = stats["generation_s"] + stats["scoring_s"] + stats["training_s"]
         stats["generation_fraction"] = stats["generation_s"] / total
-        stats["tokens"] = generated
-        return stats
+        return stats | {"tokens": generated, "sequences": len(micro[0].sequence_indices)}
 
     def evaluate() -> dict[str, float]:
         sampler.sync()
         return evaluate_heldout(sampler, rewards, heldout, config)
 
-    settings = LoopSettings(config.steps, 1, config.eval_every, config.save_every, config.keep_last, config.resume,
-                            config.trackers, config.progress, desc="rlvr")  # fmt: skip
     try:
-        last = run_loop(run_dir, settings, model, optimizer, scheduler, batches_for, step,
-                        evaluate=evaluate if heldout else None)  # fmt: skip
+        last = run_loop(run.dir, run.settings(config.max_steps, "rlvr", eval_every=config.eval_every), model,
+                        optimizer, scheduler, batches_for, step, evaluate=evaluate if heldout else None)  # fmt: skip
     finally:
         rewards.close()
-    atomic_write_json(run_dir / "eval.json", {k: v for k, v in last.items() if k.startswith("eval/")})
-    plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png",
+    atomic_write_json(run.dir / "eval.json", {k: v for k, v in last.items() if k.startswith("eval/")})
+    plot_curves(run.dir / "metrics.jsonl", run.dir / "curves.png",
                 ("reward_mean", "entropy", "response_length", "eval/greedy_accuracy"))  # fmt: skip
-    return save_model(model, tokenizer, run_dir / "final")
+    return save_model(model, tokenizer, run.dir / "final")

@@ -24,18 +24,17 @@ from pathlib import Path
 import torch
 
 from posttrain.data import load_records
+from posttrain.io import atomic_write_json
 from posttrain.logprobs import target_mask, token_logprobs
 from posttrain.losses.sft import sft_loss
 from posttrain.models import LoraSpec, save_model
 from posttrain.packing import PackedBatch
 from posttrain.render import render_messages
 from posttrain.train.batches import epoch_batches, render_all
-from posttrain.train.config import option, save_config
-from posttrain.train.io import atomic_write_json
-from posttrain.train.loop import LoopSettings, check_run_dir, run_loop
-from posttrain.train.manifest import write_manifest
-from posttrain.train.optim import autocast, resolve_precision
-from posttrain.train.setup import build_optimization, build_policy, clip_and_step, device_for_training
+from posttrain.train.config import option
+from posttrain.train.loop import run_loop
+from posttrain.train.optim import autocast
+from posttrain.train.preamble import Run, accumulate_and_step, open_run
 
 log = logging.getLogger("posttrain.sft")
 
@@ -82,21 +81,25 @@ def load_sequences(path: str, tokenizer, config: SFTConfig):
     return sequences, len(loaded.skipped) + len(report.skipped)
 
 
-def train_step(model, micro_batches: list[PackedBatch], optimizer, scheduler, config: SFTConfig, device, precision):
+def train_step(run: Run, model, optimizer, scheduler, micro_batches: list[PackedBatch]) -> dict[str, float]:
     """One optimizer step over `micro_batches`, normalised by the step's trained-token count; returns metrics."""
     n_tokens = sum(int(target_mask(b).sum()) for b in micro_batches)
-    nll_sum = 0.0
-    for batch in micro_batches:
-        batch = batch.to(device)
-        with autocast(precision, device):
-            logprobs = token_logprobs(model, batch)
-        loss, metrics = sft_loss(logprobs, target_mask(batch), normalizer=n_tokens)
-        loss.backward()
-        nll_sum += metrics["nll_sum"]
+
+    def micro_loss(batch: PackedBatch):
+        loss, metrics = sft_loss(token_logprobs(model, batch), target_mask(batch), normalizer=n_tokens)
+        return loss, {"nll_sum": metrics["nll_sum"]}
+
+    stats = accumulate_and_step(run, model, optimizer, scheduler, micro_batches, micro_loss)
     real = sum(b.n_real_tokens for b in micro_batches)
     slots = sum(b.seq_ids.numel() for b in micro_batches)
-    return {"loss": nll_sum / max(n_tokens, 1), **clip_and_step(model, optimizer, scheduler, config.grad_clip),
-            "tokens": real, "trained_tokens": n_tokens, "packing_efficiency": real / slots}  # fmt: skip
+    return {
+        "loss": stats.pop("nll_sum") / max(n_tokens, 1),
+        **stats,
+        "tokens": real,
+        "trained_tokens": n_tokens,
+        "packing_efficiency": real / slots,
+        "sequences": sum(len(b.sequence_indices) for b in micro_batches),
+    }
 
 
 @torch.no_grad()
@@ -118,17 +121,14 @@ def run(config: SFTConfig) -> Path:
     """Train, evaluate and save; returns the final model directory."""
     if not config.data:
         raise ValueError("sft needs training data: --data FILE")
-    run_dir = Path(config.output)
-    check_run_dir(run_dir, config.resume)
-    device = device_for_training()
-    precision = resolve_precision(config.precision, device)
-    lora = LoraSpec(config.lora_r, config.lora_alpha, 0.0, config.lora_targets) if config.lora else None
-    model, tokenizer = build_policy(config.model, device, config.seed, lora, config.gradient_checkpointing)
+    run = open_run(config, "sft", {"data": config.data, "eval_data": config.eval_data})
+    model, tokenizer = run.policy()
     train_seqs, n_skipped = load_sequences(config.data, tokenizer, config)
     eval_batches = []
     if config.eval_data:
         eval_seqs, _ = load_sequences(config.eval_data, tokenizer, config)
         eval_batches = epoch_batches(eval_seqs, config.max_length, config.rows_per_batch, tokenizer.pad_token_id, 0, 0)
+    run.note(skipped_records=n_skipped, train_sequences=len(train_seqs))
 
     def batches_for(epoch: int) -> list[PackedBatch]:
         return epoch_batches(
@@ -137,21 +137,16 @@ def run(config: SFTConfig) -> Path:
 
     steps_per_epoch = math.ceil(len(batches_for(0)) / config.grad_accum)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
-    optimizer, scheduler = build_optimization(
-        model, config.lr, config.weight_decay, config.warmup_ratio, total_steps, config.min_lr_ratio
-    )
-    save_config(config, run_dir / "config.yaml")
-    write_manifest(run_dir, "sft", config.model, {"data": config.data, "eval_data": config.eval_data},
-                   {"precision": precision, "skipped_records": n_skipped, "train_sequences": len(train_seqs)})  # fmt: skip
-    settings = LoopSettings(total_steps, config.grad_accum, config.eval_every, config.save_every, config.keep_last,
-                            config.resume, config.trackers, config.progress, desc="sft")  # fmt: skip
-    last = run_loop(
-        run_dir, settings, model, optimizer, scheduler, batches_for,
-        step=lambda _, micro: train_step(model, micro, optimizer, scheduler, config, device, precision),
-        evaluate=(lambda: {"eval_loss": eval_loss(model, eval_batches, device, precision)}) if eval_batches else None,
-    )  # fmt: skip
+    optimizer, scheduler = run.optimization(model, total_steps)
+
+    def evaluate() -> dict[str, float]:
+        return {"eval_loss": eval_loss(model, eval_batches, run.device, run.precision)}
+
+    last = run_loop(run.dir, run.settings(total_steps, "sft", config.grad_accum, config.eval_every), model, optimizer,
+                    scheduler, batches_for, step=lambda _, micro: train_step(run, model, optimizer, scheduler, micro),
+                    evaluate=evaluate if eval_batches else None)  # fmt: skip
     final_eval = last.get("eval_loss")
     if final_eval is None and eval_batches:
-        final_eval = eval_loss(model, eval_batches, device, precision)
-    atomic_write_json(run_dir / "eval.json", {"eval_loss": final_eval, "steps": total_steps})
-    return save_model(model, tokenizer, run_dir / "final")
+        final_eval = evaluate()["eval_loss"]
+    atomic_write_json(run.dir / "eval.json", {"eval_loss": final_eval, "steps": total_steps})
+    return save_model(model, tokenizer, run.dir / "final")

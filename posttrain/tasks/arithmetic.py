@@ -1,6 +1,6 @@
 """Integer arithmetic and word problems as `RLTask`s (verifier "math"), with fixed, disjoint train / held-out splits.
 
-The problems come from the demo's generators (`posttrain.demo.mix.draw_math`, templates in `posttrain.demo.texts`):
+The problems come from `posttrain.tasks.problems` (the generator the demo mix uses too):
 expressions with + - * and parentheses such as `(3 + 4) * 5`, phrased several ways ("What is ...?", "Compute ..."),
 and about 40% short word problems; every answer, and every intermediate step, is a whole number >= 0.
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import random
 
-from posttrain.demo.mix import MathProblem, draw_math
 from posttrain.tasks import boxed_prompt
+from posttrain.tasks.problems import MathProblem, draw_math
 from posttrain.types import RLTask
 
 SPLITS = ("train", "heldout")

@@ -6,7 +6,7 @@ the top level, and a metadata key with one of those four names is refused rather
 `tests` are left out when None (the loader reads a missing key as None). `task.source` (where a task was read
 from) is not written: the new file is the source now.
 
-The file is written atomically (`posttrain.train.io.atomic_write_text`): a reader never sees half of it.
+The file is written atomically (`posttrain.io.atomic_write_text`): a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from posttrain.train.io import atomic_write_text
+from posttrain.io import atomic_write_text
 from posttrain.types import RLTask, as_dicts
 
 RL_KEYS = ("prompt", "verifier", "answer", "tests")  # what `posttrain.data.schema` reads as fields, not metadata

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from posttrain.train.io import atomic_directory
+from posttrain.io import atomic_directory
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 

@@ -2,6 +2,9 @@
 
 Precedence, lowest first: the dataclass defaults, `--config file.yaml`, `--field value` flags, then `key=value`
 arguments. Unknown keys and values of the wrong type are errors that name the key (and the file, for YAML).
+
+A key that was renamed (a config class's `RENAMED = {"old": "new"}`, a ClassVar) is still read under its old name,
+with a deprecation warning, so that the same key means the same thing in every stage without breaking old configs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import dataclasses
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,8 +79,13 @@ def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, A
             raise ValueError(f"{yaml_path}: expected a mapping of config keys, got {type(loaded).__name__}")
         layers.append((loaded, yaml_path))
     layers.append((values or {}, "command line"))
+    renamed = getattr(cls, "RENAMED", {})
     for layer, where in layers:
         for key, value in layer.items():
+            if key in renamed:
+                warnings.warn(f"{where}: config key {key!r} is deprecated, use {renamed[key]!r}", FutureWarning,
+                              stacklevel=2)  # fmt: skip
+                key = renamed[key]
             if key not in kinds:
                 raise ValueError(f"{where}: unknown config key {key!r} for {cls.__name__}; known: {', '.join(kinds)}")
             merged[key] = _coerce(value, kinds[key], key, where)
@@ -96,6 +105,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, default=None, type=str, metavar=f.name.upper(), help=help_text)
+    for old in getattr(cls, "RENAMED", {}):
+        parser.add_argument("--" + old.replace("_", "-"), dest=f"renamed:{old}", default=None, help=argparse.SUPPRESS)
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
@@ -105,6 +116,9 @@ def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = given if isinstance(given, bool) else parse_override(f"{f.name}={given}")[1]
+    for old in getattr(cls, "RENAMED", {}):
+        if getattr(args, f"renamed:{old}", None) is not None:
+            values[old] = parse_override(f"{old}={getattr(args, f'renamed:{old}')}")[1]
     values.update(parse_override(o) for o in args.overrides)
     return build_config(cls, args.config, values)
 
@@ -116,6 +130,6 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def save_config(config: Any, path: Path) -> None:
     """Write the resolved config as YAML."""
-    from posttrain.train.io import atomic_write_text
+    from posttrain.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

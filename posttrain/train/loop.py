@@ -1,6 +1,7 @@
 """The step loop that every gradient stage shares: data position, logging, evaluation, checkpoints, resume.
 
-A stage supplies `batches_for(epoch)` (deterministic in the epoch) and `step(micro_batches) -> metrics`; this
+A stage supplies `batches_for(epoch)` (deterministic in the epoch) and `step(micro_batches) -> metrics`, whose
+`sequences` entry (if any) says how many examples the step consumed; this
 module walks epochs and micro-batches, times each step, logs one metrics row per step, evaluates every
 `eval_every` steps and at the end, and checkpoints every `save_every` steps. The data position saved with each
 checkpoint is (epoch, index of the next micro-batch), so a resumed run neither replays nor skips data.
@@ -89,7 +90,7 @@ def run_loop(
         stats = step(done, micro)
         elapsed = time.perf_counter() - started
         done, cursor = done + 1, cursor + len(micro)
-        seen += sum(len(b.sequence_indices) for b in micro)
+        seen += int(stats.pop("sequences", 0))
         row = {"step": done, "epoch": epoch, "sequences_seen": seen, **stats, "step_time_s": elapsed,
                "tokens_per_s": stats.get("tokens", 0) / elapsed, "peak_memory_mb": peak_memory_mb(device)}  # fmt: skip
         if evaluate and ((settings.eval_every and done % settings.eval_every == 0) or done == settings.total_steps):

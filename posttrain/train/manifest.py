@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain import __version__
-from posttrain.train.io import atomic_write_json
+from posttrain.io import atomic_write_json
 
 
 def file_sha256(path: str | Path) -> str | None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from posttrain.train.io import atomic_write_bytes
+from posttrain.io import atomic_write_bytes
 
 
 def plot_curves(metrics_path: Path, out: Path, keys: Sequence[str]) -> Path | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from posttrain.train.io import atomic_write_text
+from posttrain.io import atomic_write_text
 
 log = logging.getLogger("posttrain.train")
 TRACKERS = ("tensorboard", "wandb", "trackio")

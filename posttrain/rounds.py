@@ -1,0 +1,168 @@
+"""The round shape: sample -> judge -> build -> train -> evaluate, written once for every stage that iterates.
+
+A round starts from a model, samples `samples_per_prompt` completions of each task through the one sampler factory
+(`posttrain.rollout.engine.make_sampler`: the fused engine where it supports the model), scores them (`score`, one
+call for the whole batch so a verifier's process pool or sandboxes are used once), builds a data set from the
+scored groups (`build`: preference pairs, SFT records, rewards ...), trains on it (`train`) and evaluates the
+result (`evaluate`). Iterated DPO is a round whose builder pairs the best sample against the worst; critique and
+revision, red-teaming, deliberative data and distillation are rounds with other judges and builders.
+
+Every round directory holds the same files:
+- `samples.jsonl`: every sample with its reward and failure reason;
+- `<data_name>.jsonl`: the built data set (`pairs.jsonl` for preference rounds);
+- `metrics.jsonl`: the training loop's rows;
+- `round.json`: the round's stats, its last training metrics and its evaluation;
+- `final/`: the trained model. A round that has it is skipped when rerun, so an interrupted run resumes by round.
+
+The next round starts from this round's `final/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posttrain.io import atomic_write_json, atomic_write_text
+from posttrain.models import save_model
+from posttrain.rewards import Judge
+from posttrain.rollout import SamplingParams
+from posttrain.rollout.engine import make_sampler
+from posttrain.types import RLTask, Rollout, Score
+
+log = logging.getLogger("posttrain.rounds")
+Scorer = Callable[[list[RLTask], list[Rollout]], list[Score]]  # one score per (task, rollout), in order
+
+
+@dataclass(frozen=True)
+class Group:
+    """A task, the completions sampled for it and their scores."""
+
+    task: RLTask
+    rollouts: list[Rollout]
+    scores: list[Score]
+
+    @property
+    def rewards(self) -> list[float]:
+        """One reward per completion."""
+        return [s.reward for s in self.scores]
+
+
+def sample_groups(sampler, score: Scorer, tasks: Sequence[RLTask], n: int, params: SamplingParams,
+                  timings: dict[str, float] | None = None) -> list[Group]:  # fmt: skip
+    """Sample `n` completions per task and score them all in one call; adds generation/scoring seconds to `timings`."""
+    timings = {"generation_s": 0.0, "scoring_s": 0.0} if timings is None else timings
+    started = time.perf_counter()
+    rollouts = sampler.sample([t.prompt for t in tasks], n, params)
+    timings["generation_s"] += time.perf_counter() - started
+    started = time.perf_counter()
+    scores = score([t for t in tasks for _ in range(n)], [r for group in rollouts for r in group])
+    timings["scoring_s"] += time.perf_counter() - started
+    return [Group(t, rollouts[i], scores[i * n : (i + 1) * n]) for i, t in enumerate(tasks)]
+
+
+def group_stats(groups: list[Group]) -> dict[str, float]:
+    """Reward mean/std, accuracy, response length and failure rates over all completions of `groups`."""
+    rewards = torch.tensor([r for g in groups for r in g.rewards])
+    lengths = [len(r.token_ids) for g in groups for r in g.rollouts]
+    stats = {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+             "response_length": sum(lengths) / len(lengths),
+             "truncated_fraction": sum(r.finish_reason == "length" for g in groups for r in g.rollouts) / len(lengths)}  # fmt: skip
+    per_key: dict[str, list[float]] = defaultdict(list)
+    for g in groups:
+        for s in g.scores:
+            for key, value in s.metrics.items():
+                per_key[key].append(value)
+    stats.update({key: sum(v) / len(v) for key, v in per_key.items()})
+    return stats
+
+
+def judge_scorer(judge: Judge) -> Scorer:
+    """A `Scorer` from a group judge: each task's consecutive rollouts are judged together."""
+
+    def score(tasks: list[RLTask], rollouts: list[Rollout]) -> list[Score]:
+        scores: list[Score] = []
+        start = 0
+        while start < len(tasks):
+            end = start
+            while end < len(tasks) and tasks[end] is tasks[start]:
+                end += 1
+            scores += judge.score_group(tasks[start], [r.text for r in rollouts[start:end]])
+            start = end
+        return scores
+
+    return score
+
+
+def sample_rows(groups: Sequence[Group]) -> list[dict]:
+    """`samples.jsonl` rows: prompt, completion, reward, failure and finish reason of every sample."""
+    return [{"prompt": g.task.prompt[-1].content, "completion": r.text, "reward": s.reward, "failure": s.failure,
+             "finish_reason": r.finish_reason} for g in groups for r, s in zip(g.rollouts, g.scores, strict=True)]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a round's builder made: rows for `<data_name>.jsonl`, the data `train` takes, and counts."""
+
+    rows: list[dict]
+    data: Any
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    """Where one kind of round differs from another: its sampling, scoring, building, training and evaluation."""
+
+    data_name: str  # the built data's file stem: "pairs", "sft", ...
+    samples_per_prompt: int
+    sampling: Callable[[int], SamplingParams]  # round index -> sampling parameters (seeded per round)
+    score: Scorer
+    build: Callable[[list[Group]], Built]
+    train: Callable[[Any, Any, Built, Path], dict]  # (model, tokenizer, built, round_dir) -> last metrics row
+    evaluate: Callable[[Any, Any], dict] = lambda model, tokenizer: {}
+    rollout_batch: int = 64  # rows decoded together by the sampler
+
+
+def run_round(spec: RoundSpec, index: int, round_dir: Path, model, tokenizer, tasks: Sequence[RLTask]) -> Path:
+    """One round on `model` (trained in place); returns its `final/` directory."""
+    round_dir.mkdir(parents=True, exist_ok=True)
+    timings = {"generation_s": 0.0, "scoring_s": 0.0}
+    sampler = make_sampler(model, tokenizer, batch_size=spec.rollout_batch)
+    groups = sample_groups(sampler, spec.score, tasks, spec.samples_per_prompt, spec.sampling(index), timings)
+    del sampler  # its weight snapshot is stale once training starts
+    atomic_write_text(round_dir / "samples.jsonl", _jsonl(sample_rows(groups)))
+    built = spec.build(groups)
+    atomic_write_text(round_dir / f"{spec.data_name}.jsonl", _jsonl(built.rows))
+    log.info("round %d: %s", index, built.stats)
+    started = time.perf_counter()
+    last = spec.train(model, tokenizer, built, round_dir)
+    timings["training_s"] = time.perf_counter() - started
+    summary = {"round": index, **built.stats, "timings_s": timings,
+               "final_step": {k: v for k, v in last.items() if isinstance(v, float)},
+               "eval": spec.evaluate(model, tokenizer)}  # fmt: skip
+    atomic_write_json(round_dir / "round.json", summary)
+    return save_model(model, tokenizer, round_dir / "final")
+
+
+def run_rounds(spec: RoundSpec, n_rounds: int, run_dir: Path, start: str,
+               load: Callable[[str, int], tuple[Any, Any]], tasks: Sequence[RLTask]) -> Path:  # fmt: skip
+    """`n_rounds` rounds, each from the last one's `final/` (`load(model_dir, round_index)` builds the policy);
+    finished rounds are skipped. Returns the last round's `final/`."""
+    for index in range(1, n_rounds + 1):
+        round_dir = run_dir / f"round_{index}"
+        if not (round_dir / "final" / "config.json").is_file():
+            model, tokenizer = load(start, index)
+            run_round(spec, index, round_dir, model, tokenizer, tasks)
+        start = str(round_dir / "final")
+    return Path(start)
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
