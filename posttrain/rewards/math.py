@@ -49,14 +49,21 @@ import signal
 import subprocess
 import sys
 import time
-import unicodedata
 import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 
+from posttrain.text import (
+    STOP_STRINGS,
+    before_stop,
+    boxed_contents,
+    boxed_spans,
+    extract_answers,
+    has_non_ascii_digit,
+    unwrap_math,
+)
 from posttrain.types import RLTask, Score
 
-STOP_STRINGS = ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>")
 FAILURES = (
     "overlong",  # the completion is longer than max_chars: no credit whatever it says
     "no_answer",  # no box, an empty box, and no final-answer line
@@ -69,34 +76,6 @@ FAILURES = (
     "worker_crash",  # the worker process died (out of memory, for instance)
 )
 
-_BRACE = re.compile(r"\\boxed\s*\{|\{|\}")
-_FINAL_LINE = re.compile(
-    r"(?:\bthe\s+final\s+answer\s+is|\bthe\s+answer\s+is|\bfinal\s+answer\s*:)[ \t]*(?::[ \t]*)?([^\n]*)",
-    re.IGNORECASE,
-)
-_MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
-
-
-def before_stop(text: str, stop_strings: Sequence[str] = STOP_STRINGS) -> str:
-    """The text before the first stop string (all of it when none occurs)."""
-    cut = min((i for i in (text.find(s) for s in stop_strings) if i >= 0), default=len(text))
-    return text[:cut]
-
-
-def boxed_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each outermost closed `\\boxed{...}`, braces balanced, in one pass over the text."""
-    spans, stack, open_boxes = [], [], 0  # stack: where the box a "{" opened starts, or -1 for a plain brace
-    for match in _BRACE.finditer(text):
-        if match.group() != "}":
-            is_box = match.group() != "{"
-            stack.append(match.start() if is_box else -1)
-            open_boxes += is_box
-        elif stack and (start := stack.pop()) >= 0:
-            open_boxes -= 1
-            if open_boxes == 0:
-                spans.append((start, match.end()))
-    return spans
-
 
 def _balanced(text: str) -> bool:
     depth = 0
@@ -105,34 +84,6 @@ def _balanced(text: str) -> bool:
         if depth < 0:
             return False
     return depth == 0
-
-
-def boxed_contents(text: str) -> list[str]:
-    """The stripped contents of every closed `\\boxed{...}`, in order."""
-    return [text[text.index("{", start) + 1 : end - 1].strip() for start, end in boxed_spans(text)]
-
-
-def _unwrap(answer: str) -> str:
-    answer = answer.strip().rstrip(".").strip()
-    for left, right in _MATH_DELIMITERS:
-        if answer.startswith(left) and answer.endswith(right) and len(answer) >= len(left) + len(right):
-            return answer[len(left) : len(answer) - len(right)].strip()
-    return answer
-
-
-def final_answer_lines(text: str) -> list[str]:
-    """What follows each final-answer phrase ("The answer is X", "Final answer: X") to the end of its line."""
-    return [_unwrap(m.group(1)) for m in _FINAL_LINE.finditer(text)]
-
-
-def extract_answers(text: str) -> list[str]:
-    """The candidate answers, in order: every box when there is one, else every final-answer line."""
-    return boxed_contents(text) or final_answer_lines(text)
-
-
-def has_non_ascii_digit(text: str) -> bool:
-    """True for any decimal digit outside ASCII (fullwidth, Arabic-Indic, mathematical bold, ...)."""
-    return any(not ch.isascii() and unicodedata.category(ch) == "Nd" for ch in text)
 
 
 def soft_overlong_penalty(length: int, max_length: int, cache: int) -> float:
@@ -337,7 +288,7 @@ class MathVerifier:
         distinct = (*by_key.values(), final)
         if any(has_non_ascii_digit(a) for a in distinct):
             return _score(0.0, "non_ascii_digits")
-        return _unwrap(str(task.answer)), distinct
+        return unwrap_math(str(task.answer)), distinct
 
     def _run(self, jobs: dict[int, tuple[str, tuple[str, ...]]]) -> dict[int, Score]:
         """Run the jobs on the workers in order; a job still running `timeout_s` after it started is "timeout"."""
