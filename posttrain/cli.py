@@ -1,36 +1,23 @@
-"""The `posttrain` command: one subcommand per stage, plus `validate`.
+"""The `posttrain` command: one subcommand per registered stage (`posttrain.registry`), plus the commands that
+work on stages: `run` (a recipe), `demo` (the shipped demo recipe), `eval`, `report` and `validate`.
 
-Stages that are not built yet are listed (so `--help` shows the whole pipeline) and answer with a clear message
-and exit code 2.
+Exit codes: 0 done; 1 a stage failed on its data or files; 2 bad command-line input or recipe (nothing written),
+or a command not built yet; 3 a recipe gate tripped (everything so far kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from posttrain.registry import STAGES
 
 Command = Callable[[argparse.Namespace], int]
-
-STAGES = {
-    "sft": "supervised fine-tuning on chat data",
-    "preference": "preference optimization: DPO, IPO, SimPO, KTO, ORPO",
-    "rlvr": "reinforcement learning from verifiable rewards: GRPO and variants",
-    "run": "run a recipe: a YAML list of stages",
-    "demo": "the end-to-end demo on SmolLM2-135M-Instruct",
-    "eval": "evaluate a checkpoint: capability, safety, diversity",
-    "decontaminate": "remove benchmark overlap from training data",
-}
-
-
-def _not_available(name: str) -> Command:
-    def run(args: argparse.Namespace) -> int:
-        print(f"posttrain {name}: not available yet in posttrain {_version()}.", file=sys.stderr)
-        return 2
-
-    return run
+RECIPES = Path(__file__).parent / "recipes"  # the shipped recipes (also `recipes/` in a source checkout)
+NOT_BUILT = {"decontaminate": "remove benchmark overlap from training data"}
 
 
 def _version() -> str:
@@ -44,40 +31,94 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posttrain", description="Post-training for language models.")
     parser.add_argument("--version", action="version", version=f"posttrain {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in STAGES.items():
-        stage = sub.add_parser(name, help=help_text, description=help_text)
-        if name in BUILT:
-            _add_stage(stage, name)
-        else:
-            stage.set_defaults(run=_not_available(name))
-    validate = sub.add_parser("validate", help="check a data file against a schema", description="check a data file")
-    _add_validate(validate)
+    for name, stage in STAGES.items():
+        _add_config_command(sub.add_parser(name, help=stage.help, description=stage.help), stage.config,
+                            lambda config, stage=stage: stage.run(config))  # fmt: skip
+    _add_run(sub.add_parser("run", help="run a recipe: a YAML list of stages", description=_doc("posttrain.pipeline")))
+    _add_demo(sub.add_parser("demo", help="the end-to-end demo recipe on SmolLM2-135M-Instruct"))
+    _add_eval(sub.add_parser("eval", help="evaluate a model on named suites; compare two with McNemar's test"))
+    _add_report(sub.add_parser("report", help="write report.html for a recipe run directory"))
+    _add_validate(
+        sub.add_parser("validate", help="check a data file against a schema", description="check a data file")
+    )
+    for name, help_text in NOT_BUILT.items():
+        sub.add_parser(name, help=f"{help_text} (not built yet)").set_defaults(run=_not_available(name))
     return parser
 
 
-# Built stages: the module whose `run(config)` the command calls, and the name of its config dataclass.
-BUILT = {
-    "sft": ("posttrain.stages.sft", "SFTConfig"),
-    "preference": ("posttrain.stages.preference", "PreferenceConfig"),
-    "rlvr": ("posttrain.stages.rlvr", "RLVRConfig"),
-    "demo": ("posttrain.demo.run", "DemoConfig"),
-}
+def _doc(module: str) -> str:
+    import importlib
+
+    return (importlib.import_module(module).__doc__ or "").split("\n\n")[0]
 
 
-def _add_stage(parser: argparse.ArgumentParser, name: str) -> None:
-    """Flags from the stage's config dataclass; running it prints what the stage returned (a directory)."""
+def _not_available(name: str) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        print(f"posttrain {name}: not available yet in posttrain {_version()}.", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _add_config_command(parser: argparse.ArgumentParser, config_cls: type, run: Callable) -> None:
+    """Flags from a config dataclass; running it prints what the command returned (a path)."""
     from posttrain.train.config import add_config_arguments, config_from_args
 
-    module_name, config_name = BUILT[name]
-    module = importlib.import_module(module_name)
-    config_cls = getattr(module, config_name)
     add_config_arguments(parser, config_cls)
+    parser.set_defaults(run=lambda args: print(f"posttrain {args.command}: {run(config_from_args(config_cls, args))}"))
 
-    def run(args: argparse.Namespace) -> int:
-        print(f"posttrain {name}: {module.run(config_from_args(config_cls, args))}")
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="the recipe YAML file")
+    parser.add_argument("--output", help="the recipe root (overrides the recipe's own 'output')")
+    parser.add_argument("--from", dest="start", metavar="NAME", help="start at stage NAME (earlier ones must be done)")
+    parser.add_argument("--until", metavar="NAME", help="stop after stage NAME")
+    parser.add_argument("--force", action="append", default=[], metavar="NAME",
+                        help="rerun stage NAME (and every stage after it) even if it ran with other settings")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit; writes nothing")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    parser.set_defaults(run=_run_recipe)
+
+
+def _run_recipe(args: argparse.Namespace) -> int:
+    from posttrain.pipeline import Runner
+    from posttrain.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.output)
+    root = Runner(recipe, progress=args.progress).run(args.start, args.until, args.force, args.dry_run)
+    print(f"posttrain run: {root}")
+    return 0
+
+
+def _add_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", default="runs/demo", help="the demo's run directory")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    parser.set_defaults(run=_run_demo, recipe=str(RECIPES / "demo.yaml"), start=None, until=None, force=[],
+                        dry_run=False)  # fmt: skip
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    return _run_recipe(args)
+
+
+def _add_eval(parser: argparse.ArgumentParser) -> None:
+    from posttrain.eval.run import EvalConfig, run
+
+    _add_config_command(parser, EvalConfig, run)
+
+
+def _add_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a recipe's output directory (it holds lineage.json)")
+
+    def report(args: argparse.Namespace) -> int:
+        from posttrain.eval.report import write_report
+
+        if not (Path(args.run_dir) / "lineage.json").is_file():
+            raise FileNotFoundError(f"{args.run_dir}: no lineage.json; is this a recipe's output directory?")
+        print(f"posttrain report: {write_report(Path(args.run_dir))}")
         return 0
 
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=report)
 
 
 def _add_validate(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +130,9 @@ def _add_validate(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen subcommand; returns the exit code."""
+    from posttrain.pipeline import GateTripped
+    from posttrain.recipe import RecipeError
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -96,7 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as err:
+        return args.run(args) or 0
+    except RecipeError as err:
+        print(f"posttrain {args.command}: {err}", file=sys.stderr)
+        return 2
+    except GateTripped as err:
+        print(f"posttrain {args.command}: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as err:
         print(f"posttrain {args.command}: {err}", file=sys.stderr)
         return 1

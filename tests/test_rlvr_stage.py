@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from posttrain.data import load_records
+from posttrain.data import DataError, load_records
+from posttrain.rewards.route import MissingPrerequisite
 from posttrain.rollout.engine import RolloutEngine
 from posttrain.rounds import sample_groups
 from posttrain.stages.rlvr import (
@@ -149,3 +150,16 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(tasks, tmp_path):
 
     subprocess.run(_cli(tasks, killed, "resume=true"), check=True, capture_output=True, cwd=REPO, timeout=300)
     assert summary(killed) == expected  # exact: same rewards and losses, no step replayed or skipped
+
+
+def test_prompt_lengths_and_verifier_prerequisites_are_checked_before_training(tasks, tmp_path, monkeypatch):
+    with pytest.raises(DataError, match=r"train\.jsonl:1: field 'prompt': prompt is \d+ tokens"):
+        run(_config(tasks, tmp_path / "long", max_prompt_length=4))
+    assert not (tmp_path / "long" / "metrics.jsonl").exists()
+    code = tmp_path / "code.jsonl"
+    row = {"prompt": "Write f() returning 1.", "verifier": "code", "tests": "assert f() == 1"}
+    code.write_text("".join(json.dumps(row) + "\n" for _ in range(4)))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap here
+    with pytest.raises(MissingPrerequisite, match="verifier 'code' needs bubblewrap"):
+        run(_config((code, tasks[1]), tmp_path / "code"))
+    assert not (tmp_path / "code").exists()  # refused before the run directory or the model

@@ -182,11 +182,16 @@ def _openai_lm_judge(settings: JudgeSettings) -> Judge:
                                       retries=settings.retries))  # fmt: skip
 
 
+def _brevity_judge(settings: JudgeSettings) -> Judge:
+    return RewardFunctionJudge(lambda task, text: -float(len(text)))
+
+
 JUDGES: dict[str, Callable[[JudgeSettings], Judge]] = {
     "math": _math_judge,  # MathVerifier on every task
     "verifier": _task_verifier_judge,  # each task's own verifier (its `verifier` field)
     "lm-local": _local_lm_judge,  # a local HF chat model rates 1-10
     "lm-openai": _openai_lm_judge,  # an OpenAI-compatible endpoint rates 1-10
+    "brevity": _brevity_judge,  # the shorter completion wins: a toy judge for smoke tests of the round machinery
 }
 
 

@@ -42,6 +42,7 @@ from posttrain.models import LoraSpec, save_model
 from posttrain.packing import pack_groups
 from posttrain.render import RenderedSequence
 from posttrain.rewards.judge import JudgeSettings, build_judge
+from posttrain.rewards.route import check_prerequisites
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
 from posttrain.rounds import Built, Group, RoundSpec, judge_scorer, run_rounds
@@ -99,7 +100,7 @@ class PreferenceConfig:
     top_p: float = option(1.0, "nucleus sampling mass in the rounds")
     max_new_tokens: int = option(256, "completion length cap in the rounds")
     judge: str = option(
-        "math", "round judge: math (the RL math reward), verifier (each task's own), lm-local or lm-openai"
+        "math", "round judge: math (the RL math reward), verifier (each task's own), lm-local, lm-openai or brevity"
     )
     judge_model: str = option("", "lm-local: model spec; lm-openai: served model name")
     judge_base_url: str = option("", "lm-openai: base URL such as http://127.0.0.1:8000/v1")
@@ -136,6 +137,7 @@ def _kto(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
 # method -> the pure loss on groups of two: column 0 chosen (or the KTO completion), column 1 rejected (or KL).
 LOSSES = {"dpo": _dpo, "ipo": _ipo, "simpo": _simpo, "orpo": _orpo, "kto": _kto}
 PAIRWISE = ("dpo", "ipo", "simpo", "orpo")  # the methods iterated rounds can train (they build pairs)
+VERIFIER_JUDGES = {"math": ("math",), "verifier": ()}  # judges that run verifiers: (); the tasks' own
 
 
 def _batches(config: PreferenceConfig, data: GroupData, pad_id: int, seed: int | None):
@@ -288,9 +290,11 @@ def run(config: PreferenceConfig) -> Path:
     if any(Path(config.output).glob("round_*")) and not config.resume:
         raise FileExistsError(f"{config.output} already holds preference rounds: pass resume=true, or choose another "
                               "output")  # fmt: skip
+    tasks = load_records(config.prompts, "rl", skip_invalid=config.skip_invalid).records if config.rounds else []
+    if config.judge in VERIFIER_JUDGES and tasks:
+        check_prerequisites(VERIFIER_JUDGES[config.judge] or {t.verifier for t in tasks})
     run = open_run(config, "preference", {"data": config.data, "prompts": config.prompts})
     if config.rounds:
-        tasks = load_records(config.prompts, "rl", skip_invalid=config.skip_invalid).records
         load = lambda start, index: run.policy(start, seed=config.seed + index)  # noqa: E731
         final_round = run_rounds(round_spec(run, tasks), config.rounds, run.dir, config.model, load, tasks)
         with atomic_directory(run.dir / "final") as tmp:

@@ -42,6 +42,7 @@ import torch
 
 from posttrain.advantages import ADVANTAGES
 from posttrain.data import load_records
+from posttrain.data.length import check_prompt_lengths
 from posttrain.io import atomic_write_json
 from posttrain.logprobs import per_sequence_tokens, token_logprobs, token_logprobs_and_entropy
 from posttrain.losses.policy import POLICY_LOSSES, k3_kl
@@ -49,6 +50,7 @@ from posttrain.losses.reduce import masked_token_mean
 from posttrain.models import LoraSpec, save_model
 from posttrain.packing import pack
 from posttrain.render import RenderedSequence
+from posttrain.rewards.route import check_prerequisites
 from posttrain.rewards.shaped import ShapedReward, Shaping
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
@@ -76,6 +78,7 @@ class RLVRConfig:
     prompts_per_step: int = option(8, "prompts (groups) per step")
     samples_per_prompt: int = option(8, "completions per prompt (the group size)")
     max_new_tokens: int = option(128, "completion length cap")
+    max_prompt_length: int = option(512, "longest prompt in tokens, as rendered for sampling; longer is an error")
     temperature: float = option(1.0, "sampling temperature (also divides the logits in the loss)")
     top_p: float = option(1.0, "nucleus sampling mass")
     top_k: int = option(0, "top-k cut; 0: none")
@@ -262,6 +265,7 @@ def load_tasks(config: RLVRConfig) -> tuple[list[RLTask], list[RLTask]]:
     heldout = list(load_records(config.eval_tasks, "rl").records) if config.eval_tasks else []
     if len(train) < config.prompts_per_step:
         raise ValueError(f"{config.tasks}: {len(train)} tasks, fewer than prompts_per_step={config.prompts_per_step}")
+    check_prerequisites(t.verifier for t in train + heldout)
     return train, heldout
 
 
@@ -271,6 +275,8 @@ def run(config: RLVRConfig) -> Path:
     train, heldout = load_tasks(config)
     run = open_run(config, "rlvr", {"tasks": config.tasks, "eval_tasks": config.eval_tasks})
     model, tokenizer = run.policy()
+    for tasks in (train, heldout):
+        check_prompt_lengths(tasks, tokenizer, config.max_prompt_length)
     run.note(train_tasks=len(train), heldout_tasks=len(heldout))
     optimizer, scheduler = run.optimization(model, config.max_steps * config.mu)
     sampler = make_sampler(model, tokenizer, batch_size=config.rollout_batch)

@@ -68,8 +68,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), yaml.safe_load(raw) if raw.strip() else ""
 
 
-def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, Any] | None = None) -> T:
-    """A `cls` from its defaults, then the YAML file, then `values` (flags and overrides)."""
+def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, Any] | None = None,
+                 where: str = "command line") -> T:  # fmt: skip
+    """A `cls` from its defaults, then the YAML file, then `values` (flags and overrides; errors name `where`)."""
     kinds = _field_types(cls)
     merged: dict[str, Any] = {}
     layers = []
@@ -78,7 +79,7 @@ def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, A
         if not isinstance(loaded, dict):
             raise ValueError(f"{yaml_path}: expected a mapping of config keys, got {type(loaded).__name__}")
         layers.append((loaded, yaml_path))
-    layers.append((values or {}, "command line"))
+    layers.append((values or {}, where))
     renamed = getattr(cls, "RENAMED", {})
     for layer, where in layers:
         for key, value in layer.items():

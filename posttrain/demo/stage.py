@@ -1,0 +1,46 @@
+"""`demo_data`: the demo's data mix as a recipe stage (no model; later stages read its files).
+
+It writes `posttrain.demo.mix.build_demo_data`'s files into the stage's output directory, plus `dpo_prompts.jsonl`:
+`dpo_prompts` training arithmetic prompts in the rl schema for the iterated DPO rounds, their answers read from
+the boxed answer of the SFT record. A recipe names the files as `${data}/train.jsonl` and so on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrain.demo.mix import build_demo_data
+from posttrain.io import atomic_write_text
+from posttrain.text import boxed_contents
+from posttrain.train.config import option
+
+
+@dataclass(frozen=True)
+class DemoDataConfig:
+    output: str = option("runs/demo/data", "directory the data files are written to")
+    seed: int = option(0, "seed for the mix and the DPO prompt draw")
+    dpo_prompts: int = option(64, "training arithmetic prompts for the iterated DPO rounds")
+
+
+def arithmetic_prompts(train: Path, out: Path, n: int, seed: int) -> Path:
+    """An rl-schema file of `n` training arithmetic prompts (answer read from the boxed training answer)."""
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    math_rows = [r for r in rows if r.get("source") in ("arithmetic", "word_problem")]
+    random.Random(seed).shuffle(math_rows)
+    tasks = []
+    for row in math_rows[:n]:
+        answer = boxed_contents(row["messages"][-1]["content"])[-1]
+        tasks.append({"prompt": row["messages"][0]["content"], "verifier": "math", "answer": answer})
+    atomic_write_text(out, "".join(json.dumps(t) + "\n" for t in tasks))
+    return out
+
+
+def run(config: DemoDataConfig) -> Path:
+    """Build the mix and the DPO prompts; returns the output directory."""
+    out = Path(config.output)
+    paths = build_demo_data(out, seed=config.seed)
+    arithmetic_prompts(paths["train"], out / "dpo_prompts.jsonl", config.dpo_prompts, config.seed)
+    return out

@@ -1,0 +1,46 @@
+"""The checkpoint table of a recipe run: one row per evaluated metric, one column per checkpoint, 95% intervals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LABELS = {  # (suite, metric) -> row label, in display order
+    ("arithmetic", "accuracy"): "arithmetic accuracy",
+    ("arithmetic_rl", "accuracy"): "arithmetic accuracy, RL held-out set",
+    ("arithmetic", "format"): "answer-format compliance (\\boxed{})",
+    ("refusal", "refusal_rate"): "refusal, held-out AdvBench + Do-Not-Answer",
+    ("harmbench", "refusal_rate"): "refusal, HarmBench (never trained on)",
+    ("over_refusal", "over_refusal"): "over-refusal, held-out benign look-alikes",
+    ("diversity", "distinct_2"): "distinct-2 (higher: more diverse)",
+    ("diversity", "self_bleu"): "self-BLEU (lower: more diverse)",
+}
+
+
+def checkpoint_evals(root: Path) -> dict[str, dict]:
+    """{checkpoint: eval.json} for the base and every evaluated stage, in lineage order."""
+    lineage = json.loads((Path(root) / "lineage.json").read_text())
+    named = [("base", lineage["base"].get("eval"))] + [(s["name"], s.get("eval")) for s in lineage["stages"]]
+    return {name: json.loads((Path(root) / path).read_text()) for name, path in named if path}
+
+
+def _cell(rate: dict) -> str:
+    if "n" not in rate:
+        return f"{rate['value']:.3f}"
+    return f"{100 * rate['value']:.1f}% [{100 * rate['ci95_low']:.0f}, {100 * rate['ci95_high']:.0f}]"
+
+
+def checkpoint_table(root: Path) -> str:
+    """A Markdown table of every checkpoint's evaluation; empty when nothing was evaluated."""
+    columns = checkpoint_evals(root)
+    if not columns:
+        return ""
+    rows = []
+    for (suite, metric), label in LABELS.items():
+        rates = [result["suites"].get(suite, {}).get("metrics", {}).get(metric) for result in columns.values()]
+        if any(rates):
+            n = next((r["n"] for r in rates if r and "n" in r), None)
+            cells = [_cell(r) if r else "-" for r in rates]
+            rows.append(f"| {label}{f' (n={n})' if n else ''} | " + " | ".join(cells) + " |")
+    header = "| metric | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns)
+    return header + "\n" + "\n".join(rows) + "\n"

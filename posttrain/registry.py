@@ -1,0 +1,89 @@
+"""The stage registry: every stage by name, with its config class and its run function.
+
+The CLI (`posttrain <stage>`), the recipe runner (`posttrain run`) and the report read this table; nothing else
+lists stages. A stage is a flat, frozen config dataclass and `run(config) -> Path`, the directory it produced (a
+model's `final/`, or for a data stage its output directory). A new stage is one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class StageRun(Protocol):
+    """What the registry calls: run the stage to completion (or resume it) and return what it produced."""
+
+    def __call__(self, config: Any) -> Path: ...
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One registered stage."""
+
+    name: str
+    help: str  # one line for `posttrain --help`
+    load: Callable[[], tuple[type, StageRun]]  # imports the stage module only when asked
+    inputs: tuple[str, ...] = ()  # config keys that name input files: hashed into lineage and fingerprints
+    trains_model: bool = True  # takes a `model` and returns a final model directory
+
+    @property
+    def config(self) -> type:
+        """The stage's config dataclass."""
+        return self.load()[0]
+
+    @property
+    def run(self) -> StageRun:
+        """The stage's run function."""
+        return self.load()[1]
+
+
+def _sft():
+    from posttrain.stages import sft
+
+    return sft.SFTConfig, sft.run
+
+
+def _preference():
+    from posttrain.stages import preference
+
+    return preference.PreferenceConfig, preference.run
+
+
+def _rlvr():
+    from posttrain.stages import rlvr
+
+    return rlvr.RLVRConfig, rlvr.run
+
+
+def _demo_data():
+    from posttrain.demo import stage
+
+    return stage.DemoDataConfig, stage.run
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("sft", "supervised fine-tuning on chat data", _sft, ("data", "eval_data")),
+        Stage(
+            "preference",
+            "preference optimization: DPO, IPO, SimPO, KTO, ORPO; iterated rounds",
+            _preference,
+            ("data", "prompts"),
+        ),
+        Stage(
+            "rlvr", "reinforcement learning from verifiable rewards: GRPO and variants", _rlvr, ("tasks", "eval_tasks")
+        ),
+        Stage("demo_data", "build the demo's data mix (a recipe's first stage)", _demo_data, trains_model=False),
+    )
+}
+
+
+def get_stage(name: str) -> Stage:
+    """The registered stage `name`; a clear error listing the known ones otherwise."""
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; known: {', '.join(STAGES)}")
+    return STAGES[name]

@@ -1,0 +1,213 @@
+"""`posttrain run` on the shipped quick recipe (tiny model), through the real CLI in subprocesses: lineage, reuse,
+refusal of changed settings, --force/--until/--from/--dry-run, gates, resume after SIGKILL, bad recipes, the
+HTML report in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from posttrain.cli import build_parser
+from posttrain.registry import STAGES, get_stage
+from posttrain.train.manifest import file_sha256
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = REPO / "recipes" / "quick.yaml"
+
+
+def posttrain(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "posttrain", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def recipe_variant(tmp_path: Path, edit) -> Path:
+    doc = yaml.safe_load(QUICK.read_text())
+    edit(doc)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def lineage(root: Path) -> dict:
+    return json.loads((root / "lineage.json").read_text())
+
+
+def statuses(root: Path) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in lineage(root)["stages"]}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("quick") / "run"
+    started = time.perf_counter()
+    done = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert time.perf_counter() - started < 180  # the acceptance bound for recipes/quick.yaml on 2 cores
+    return root
+
+
+def test_registry_is_the_one_list_of_stages():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, stage in STAGES.items():
+        assert name in commands
+        assert callable(stage.run) and "output" in {f for f in stage.config.__dataclass_fields__}
+    with pytest.raises(KeyError, match="unknown stage 'nope'; known: sft"):
+        get_stage("nope")
+
+
+def test_lineage_records_every_stage(quick_run):
+    record = lineage(quick_run)
+    assert [s["name"] for s in record["stages"]] == ["data", "sft", "dpo", "grpo"]
+    assert [s["parent"] for s in record["stages"]] == [None, "base", "sft", "dpo"]
+    assert record["base"] == {"model": "tiny-random-llama", "eval": "evals/base.json"}
+    assert record["posttrain_version"] and record["git_revision"]
+    for stage in record["stages"]:
+        assert stage["status"] == "done" and stage["seconds"] > 0 and len(stage["fingerprint"]) == 64
+        for spec in stage["inputs"].values():
+            assert spec["sha256"] == file_sha256(spec["path"])
+    sft, dpo, grpo = record["stages"][1:]
+    assert sft["config"]["lr"] == 1e-3 and sft["model"] == "tiny-random-llama"
+    assert dpo["model"] == str(quick_run / "sft" / "final") and dpo["parent_fingerprint"] == sft["fingerprint"]
+    assert (quick_run / grpo["final"] / "config.json").is_file()
+    for stage in ("base", "sft", "dpo", "grpo"):
+        result = json.loads((quick_run / "evals" / f"{stage}.json").read_text())
+        assert set(result["suites"]) == {"arithmetic", "refusal", "over_refusal", "diversity"}
+        assert result["suites"]["arithmetic"]["metrics"]["accuracy"]["n"] == 8
+    assert grpo["gates"] == [{"rule": "arithmetic.accuracy must not fall more than 100 points below base",
+                              "passed": True, "detail": grpo["gates"][0]["detail"]}]  # fmt: skip
+    for round_dir in ("round_1", "round_2"):  # the round shape's files
+        for name in ("samples.jsonl", "pairs.jsonl", "metrics.jsonl", "round.json", "final/config.json"):
+            assert (quick_run / "dpo" / round_dir / name).is_file(), (round_dir, name)
+    assert "| arithmetic accuracy (n=8) |" in (quick_run / "results.md").read_text()
+
+
+def test_rerun_reuses_and_changed_settings_are_refused_then_forced(quick_run, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(quick_run, root)
+    before = (root / "grpo" / "final" / "model.safetensors").stat().st_mtime_ns
+    rerun = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert set(statuses(root).values()) == {"reused"}
+    assert (root / "grpo" / "final" / "model.safetensors").stat().st_mtime_ns == before
+
+    changed = recipe_variant(tmp_path, lambda d: d["stages"][2]["config"].update(lr=3e-4))
+    refused = posttrain("run", str(changed), "--output", str(root), "--no-progress")
+    assert refused.returncode == 2
+    assert "stages.dpo was run" in refused.stderr and "lr: 0.0001 -> 0.0003" in refused.stderr
+    assert "--force dpo" in refused.stderr
+
+    forced = posttrain("run", str(changed), "--output", str(root), "--no-progress", "--force", "dpo")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert statuses(root) == {"data": "reused", "sft": "reused", "dpo": "done", "grpo": "done"}
+    assert lineage(root)["stages"][2]["config"]["lr"] == 3e-4
+
+
+def test_until_then_from_and_dry_run(tmp_path):
+    root = tmp_path / "run"
+    dry = posttrain("run", str(QUICK), "--output", str(root), "--dry-run")
+    assert dry.returncode == 0 and not root.exists()
+    assert "[grpo] stage=rlvr from=dpo action=run" in dry.stdout and f"model: {root}/dpo/final" in dry.stdout
+
+    early = posttrain("run", str(QUICK), "--output", str(root), "--from", "dpo")
+    assert early.returncode == 2 and "'data' has not finished" in early.stderr
+
+    first = posttrain("run", str(QUICK), "--output", str(root), "--until", "sft", "--no-progress")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert statuses(root) == {"data": "done", "sft": "done"} and not (root / "dpo").exists()
+    rest = posttrain("run", str(QUICK), "--output", str(root), "--from", "dpo", "--no-progress")
+    assert rest.returncode == 0, rest.stderr[-2000:]
+    assert statuses(root) == {"data": "done", "sft": "done", "dpo": "done", "grpo": "done"}
+
+
+def test_a_tripped_gate_stops_the_recipe_and_keeps_what_was_written(tmp_path):
+    def gate_sft(doc):
+        doc["stages"][1]["gates"] = [{"suite": "arithmetic", "metric": "accuracy", "against": "base", "max_drop": -1}]
+
+    root = tmp_path / "run"
+    gated = posttrain("run", str(recipe_variant(tmp_path, gate_sft)), "--output", str(root), "--no-progress")
+    assert gated.returncode == 3
+    assert "stage 'sft' tripped a gate: arithmetic.accuracy is 0.0% after sft, 0.0% after base" in gated.stderr
+    assert statuses(root) == {"data": "done", "sft": "gated"} and not (root / "dpo").exists()
+    assert (root / "sft" / "final" / "config.json").is_file() and (root / "report.html").is_file()
+    assert lineage(root)["stages"][1]["gates"][0]["passed"] is False
+
+
+def test_sigkill_mid_recipe_then_rerun_finishes_reusing_finished_stages(tmp_path):
+    root = tmp_path / "run"
+    args = [sys.executable, "-m", "posttrain", "run", str(QUICK), "--output", str(root), "--no-progress"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (root / "lineage.json").exists() and statuses(root).get("dpo") == "running":
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the recipe finished before it could be killed"
+    assert statuses(root)["dpo"] == "running"
+    again = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert statuses(root) == {"data": "reused", "sft": "reused", "dpo": "done", "grpo": "done"}
+
+
+BAD = {
+    "not_yaml": ("stages: [name: sft\n  : :", "not valid YAML"),
+    "unknown_stage": ("stages:\n  - {name: x, stage: distill}", "stages[0] (x): stage: unknown stage 'distill'"),
+    "missing_parent": ("stages:\n  - {name: sft, from: pre}", "stages[0] (sft).from: no stage named 'pre'"),
+    "cycle": ("stages:\n  - {name: a, stage: sft, from: b}\n  - {name: b, stage: sft, from: a}",
+              "stages[0] (a).from: 'b' runs at or after 'a': a cycle"),
+    "unknown_block_key": ("stages:\n  - {name: sft, confg: {}}", "stages[0] (sft): unknown key 'confg'"),
+    "unknown_config_key": ("stages:\n  - {name: sft, config: {learning_rate: 1}}",
+                           "stages[0] (sft).config: unknown config key 'learning_rate'"),
+    "model_in_config": ("stages:\n  - {name: sft, config: {model: x}}", "'model' is set by the recipe"),
+    "unknown_suite": ("eval: {suites: [arith]}\nstages:\n  - {name: sft}", "eval.suites: unknown suite 'arith'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_recipes_are_one_line_errors_naming_file_and_key(tmp_path, case):
+    text, message = BAD[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    result = posttrain("run", str(path), "--output", str(out))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_deprecated_key_still_works_with_a_warning(tmp_path):
+    from posttrain.stages.rlvr import RLVRConfig
+    from posttrain.train.config import build_config
+
+    with pytest.warns(FutureWarning, match="'steps' is deprecated, use 'max_steps'"):
+        config = build_config(RLVRConfig, values={"steps": 7})
+    assert config.max_steps == 7
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium package (.ci/run installs it)")
+def test_quick_recipe_report_renders_in_headless_chromium(quick_run, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    html = (quick_run / "report.html").read_text()
+    for section in ("Stages", "Training curves", "Evaluation", "Capability and safety", "Diversity", "Lineage"):
+        assert section in html
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1280,2400", f"file://{quick_run / 'report.html'}"], check=True, timeout=120,
+                   capture_output=True)  # fmt: skip
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
+    non_white = float((pixels != 255).any(axis=1).mean())
+    assert non_white > 0.05 and len(np.unique(pixels, axis=0)) > 50
+    if os.environ.get("POSTTRAIN_SCREENSHOT"):  # to look at it: POSTTRAIN_SCREENSHOT=/tmp/report.png pytest ...
+        shutil.copy(shot, os.environ["POSTTRAIN_SCREENSHOT"])
