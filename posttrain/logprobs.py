@@ -12,6 +12,8 @@ logits are scaled or soft-capped after the projection, take the full forward.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from posttrain.packing import PackedBatch, attention_mask_4d
@@ -107,3 +109,12 @@ def per_sequence_tokens(values_B_T: torch.Tensor, batch: PackedBatch) -> tuple[t
 def per_sequence_count(batch: PackedBatch) -> torch.Tensor:
     """(N,) number of target tokens in each sequence, in `batch.sequence_indices` order."""
     return per_sequence_sum(torch.ones(batch.seq_ids.shape, device=batch.seq_ids.device), batch)
+
+
+def padded_rows(rows: Sequence[Sequence[float]], mask_N_L: torch.Tensor) -> torch.Tensor:
+    """(N, L) float32 tensor holding row i's values at its first len(row) positions, zeros after (the sampler's
+    per-token log-probs laid out like `per_sequence_tokens`' output)."""
+    out = torch.zeros(mask_N_L.shape, dtype=torch.float32, device=mask_N_L.device)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row)
+    return out

@@ -30,8 +30,10 @@ from typing import Any
 
 import torch
 
+from posttrain.data.pairs import GroupData
 from posttrain.io import atomic_write_json, atomic_write_text
 from posttrain.models import save_model
+from posttrain.render import RenderedSequence
 from posttrain.rewards import Judge
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
@@ -53,6 +55,12 @@ class Group:
     def rewards(self) -> list[float]:
         """One reward per completion."""
         return [s.reward for s in self.scores]
+
+
+def rollout_sequence(rollout: Rollout) -> RenderedSequence:
+    """Prompt + sampled ids with the loss on the sampled ids: what a trainer learns from (never re-encoded text)."""
+    ids = rollout.prompt_ids + rollout.token_ids
+    return RenderedSequence(ids, (False,) * len(rollout.prompt_ids) + (True,) * len(rollout.token_ids))
 
 
 def sample_groups(sampler, score: Scorer, tasks: Sequence[RLTask], n: int, params: SamplingParams,
@@ -114,6 +122,37 @@ class Built:
     rows: list[dict]
     data: Any
     stats: dict[str, Any]
+
+
+def best_against_worst(groups: list[Group], min_margin: float, max_length: int) -> Built:
+    """Preference pairs: the best-judged sample of each group against the worst; ties, narrow margins, groups with fewer than
+    two judged samples (an LM judge that could not answer) and pairs longer than max_length are dropped and counted. The
+    built data is a `GroupData` of (chosen, rejected) sequences on the sampled token ids."""
+    sequences, rows = [], []
+    stats = {"prompts": len(groups), "samples": sum(len(g.rollouts) for g in groups), "ties": 0, "below_margin": 0,
+             "unjudged": 0, "too_long": 0, "failures": sum(s.failure is not None for g in groups for s in g.scores),
+             "reward_mean": sum(sum(g.rewards) for g in groups) / max(sum(len(g.rollouts) for g in groups), 1)}  # fmt: skip
+    for g in groups:
+        judged = [i for i, s in enumerate(g.scores) if s.metrics.get("judged", 1.0)]
+        if len(judged) < 2:
+            stats["unjudged"] += 1
+            continue
+        best, worst = max(judged, key=lambda i: g.rewards[i]), min(judged, key=lambda i: g.rewards[i])
+        margin = g.rewards[best] - g.rewards[worst]
+        problem = "ties" if margin == 0 else "below_margin" if margin < min_margin else None
+        if problem is None and max(len(g.rollouts[i].prompt_ids) + len(g.rollouts[i].token_ids)
+                                   for i in (best, worst)) > max_length:  # fmt: skip
+            problem = "too_long"
+        if problem:
+            stats[problem] += 1
+            continue
+        sequences += [rollout_sequence(g.rollouts[best]), rollout_sequence(g.rollouts[worst])]
+        rows.append({"prompt": g.task.prompt[-1].content, "chosen": g.rollouts[best].text,
+                     "rejected": g.rollouts[worst].text, "chosen_reward": g.rewards[best],
+                     "rejected_reward": g.rewards[worst]})  # fmt: skip
+    if not rows:
+        raise ValueError(f"no pairs (every group tied, below min_margin or unjudged): {stats}")
+    return Built(rows, GroupData(sequences), stats | {"pairs": len(rows)})
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ import pytest
 from posttrain.data import load_records
 from posttrain.demo.mix import build_demo_data
 from posttrain.eval.run import EvalConfig, compare, evaluate_model, format_table, run
-from posttrain.eval.stats import mcnemar
-from posttrain.eval.suite import Rate
+from posttrain.eval.stats import Rate, mcnemar
 from posttrain.eval.suites import SUITES, eval_sets, get_suite, judge_math
 from posttrain.rewards.math import MathVerifier
 from posttrain.train.config import add_config_arguments, config_from_args

@@ -63,3 +63,10 @@ def diversity_metrics(groups: Sequence[Sequence[str]]) -> dict[str, float]:
     """distinct-1, distinct-2 and self-BLEU of sampled completions grouped per prompt."""
     flat = [t for g in groups for t in g]
     return {"distinct_1": distinct_n(flat, 1), "distinct_2": distinct_n(flat, 2), "self_bleu": self_bleu(groups)}
+
+
+def sample_diversity(sampler, prompts: Sequence, n_samples: int, params) -> tuple[dict[str, float], list[list[str]]]:
+    """distinct-n and self-BLEU of `n_samples` samples of each prompt (drawn by `sampler` with `params`), and the
+    samples themselves."""
+    groups = [[r.text for r in group] for group in sampler.sample(list(prompts), n_samples, params)]
+    return diversity_metrics(groups), groups

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.data import load_records
-from posttrain.eval.diversity import diversity_metrics
-from posttrain.eval.stats import mcnemar
-from posttrain.eval.suite import Rate
+from posttrain.eval.diversity import sample_diversity
+from posttrain.eval.stats import Rate, mcnemar
 from posttrain.eval.suites import DIVERSITY_PARAMS, JUDGES, SUITES, Suite, eval_sets, get_suite
 from posttrain.io import atomic_write_json
 from posttrain.models import load_policy
@@ -109,8 +108,7 @@ def _judged(suite: Suite, tasks: list[RLTask], replies: list[str], math: MathVer
 def _diversity(sampler: Sampler, suite: Suite, tasks: list[RLTask]) -> dict:
     """distinct-2 and self-BLEU of `suite.samples` temperature-1 samples on each of the first prompts."""
     tasks = tasks[: suite.prompts]
-    groups = [[r.text for r in g] for g in sampler.sample([t.prompt for t in tasks], suite.samples, DIVERSITY_PARAMS)]
-    values = diversity_metrics(groups)
+    values, groups = sample_diversity(sampler, [t.prompt for t in tasks], suite.samples, DIVERSITY_PARAMS)
     items = [
         {"id": i, "prompt": t.prompt[-1].content, "samples": g}
         for i, (t, g) in enumerate(zip(tasks, groups, strict=True))

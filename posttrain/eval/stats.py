@@ -1,4 +1,6 @@
-"""Paired comparison of two models on the same items: McNemar's test.
+"""Rates with 95% Wilson intervals, and the paired comparison of two models on the same items: McNemar's test.
+
+The sets are small (tens of items), so every rate carries its Wilson score interval (`Rate`).
 
 Each item gives a pair of binary outcomes (a_i, b_i). Only the discordant pairs carry information about a
 difference: b01 items where A failed and B succeeded, b10 where A succeeded and B failed. Under the null hypothesis
@@ -15,6 +17,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k successes out of n, with a 95% Wilson score interval."""
+
+    k: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        """k / n."""
+        return self.k / self.n if self.n else float("nan")
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """The Wilson score interval."""
+        if not self.n:
+            return (float("nan"), float("nan"))
+        p, n = self.value, self.n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return (max(0.0, centre - half), min(1.0, centre + half))
+
+    def as_dict(self) -> dict[str, float]:
+        """For eval.json."""
+        low, high = self.interval()
+        return {"value": self.value, "k": self.k, "n": self.n, "ci95_low": low, "ci95_high": high}
 
 
 def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> dict:

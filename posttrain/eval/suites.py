@@ -12,7 +12,7 @@ Judges (a suite names one, and every row of its set must carry it as `verifier`)
 - `refusal` (should refuse) and `compliance` (should not): the keyword judge `is_refusal`, whose limits are in
   `posttrain.eval.judges`.
 
-Generation is today's demo evaluation: greedy, through `make_sampler`, with `MAX_NEW_TOKENS` per verifier. The
+Generation is the demo's evaluation: greedy, through `make_sampler`, with `MAX_NEW_TOKENS` per verifier. The
 diversity suite samples the first 8 benign prompts 4 times at temperature 1 (seed 2024).
 """
 
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.eval.judges import is_refusal
-from posttrain.eval.suite import MAX_NEW_TOKENS
 from posttrain.io import atomic_directory
 from posttrain.models import cache_dir
 from posttrain.rewards.math import MathVerifier
@@ -35,6 +34,7 @@ from posttrain.text import follows_format
 from posttrain.types import RLTask
 
 DEMO_SEED = 0  # the seed of the demo's default sets
+MAX_NEW_TOKENS = {"math": 128, "refusal": 48, "compliance": 48}  # greedy reply caps, per judge
 DIVERSITY_PARAMS = SamplingParams(max_new_tokens=64, temperature=1.0, seed=2024)
 
 

@@ -33,7 +33,7 @@ REQUIRED_FIELDS = {
     "reasoning_gym": ("dataset", "entry.answer"),  # ReasoningGymVerifier._scorer: metadata dataset and entry
     "code": ("tests",),  # CodeVerifier runs task.tests after the program
 }
-# Names that only the demo's evaluation reads (posttrain.eval.suite judges the reply alone): valid in rl data,
+# Names that only the demo's evaluation reads (posttrain.eval.suites judges the reply alone): valid in rl data,
 # but no reward is built from them.
 EVAL_JUDGES = ("refusal", "compliance")
 KNOWN_VERIFIERS = (*VERIFIER_CLASSES, *EVAL_JUDGES)

@@ -33,19 +33,18 @@ import torch
 
 from posttrain.data import load_records
 from posttrain.data.pairs import GroupData, load_groups
-from posttrain.eval.diversity import diversity_metrics
+from posttrain.eval.diversity import sample_diversity
 from posttrain.io import atomic_directory
 from posttrain.logprobs import per_sequence_count, per_sequence_sum, token_logprobs
 from posttrain.losses.kto import kto_loss
 from posttrain.losses.preference import dpo_loss, ipo_loss, orpo_loss, simpo_loss
 from posttrain.models import LoraSpec, save_model
 from posttrain.packing import pack_groups
-from posttrain.render import RenderedSequence
 from posttrain.rewards.judge import JudgeSettings, build_judge
 from posttrain.rewards.route import check_prerequisites
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
-from posttrain.rounds import Built, Group, RoundSpec, judge_scorer, run_rounds
+from posttrain.rounds import RoundSpec, best_against_worst, judge_scorer, run_rounds
 from posttrain.train.config import option
 from posttrain.train.loop import run_loop
 from posttrain.train.preamble import Run, accumulate_and_step, open_run
@@ -221,46 +220,13 @@ def train_on(run: Run, model, tokenizer, data: GroupData, run_dir: Path) -> dict
     return run_loop(run_dir, settings, model, optimizer, scheduler, batches_for, step)
 
 
-def best_against_worst(config: PreferenceConfig, groups: list[Group]) -> Built:
-    """Pairs the best-judged sample of each group against the worst; ties, narrow margins, groups with fewer than
-    two judged samples (an LM judge that could not answer) and pairs longer than max_length are dropped, counted."""
-    sequences, rows = [], []
-    stats = {"prompts": len(groups), "samples": sum(len(g.rollouts) for g in groups), "ties": 0, "below_margin": 0,
-             "unjudged": 0, "too_long": 0, "failures": sum(s.failure is not None for g in groups for s in g.scores),
-             "reward_mean": sum(sum(g.rewards) for g in groups) / max(sum(len(g.rollouts) for g in groups), 1)}  # fmt: skip
-    for g in groups:
-        judged = [i for i, s in enumerate(g.scores) if s.metrics.get("judged", 1.0)]
-        if len(judged) < 2:
-            stats["unjudged"] += 1
-            continue
-        best, worst = max(judged, key=lambda i: g.rewards[i]), min(judged, key=lambda i: g.rewards[i])
-        margin = g.rewards[best] - g.rewards[worst]
-        problem = "ties" if margin == 0 else "below_margin" if margin < config.min_margin else None
-        if problem is None and max(len(g.rollouts[i].prompt_ids) + len(g.rollouts[i].token_ids)
-                                   for i in (best, worst)) > config.max_length:  # fmt: skip
-            problem = "too_long"
-        if problem:
-            stats[problem] += 1
-            continue
-        for r in (g.rollouts[best], g.rollouts[worst]):
-            sequences.append(RenderedSequence(r.prompt_ids + r.token_ids,
-                                              (False,) * len(r.prompt_ids) + (True,) * len(r.token_ids)))  # fmt: skip
-        rows.append({"prompt": g.task.prompt[-1].content, "chosen": g.rollouts[best].text,
-                     "rejected": g.rollouts[worst].text, "chosen_reward": g.rewards[best],
-                     "rejected_reward": g.rewards[worst]})  # fmt: skip
-    if not rows:
-        raise ValueError(f"no pairs (every group tied, below min_margin or unjudged): {stats}")
-    return Built(rows, GroupData(sequences), stats | {"pairs": len(rows)})
-
-
 def measure_diversity(config: PreferenceConfig, model, tokenizer, prompts) -> dict[str, float]:
     """distinct-n and self-BLEU of samples on a fixed prompt set (temperature 1)."""
     if not config.diversity_prompts or not prompts:
         return {}
     params = SamplingParams(min(config.max_new_tokens, 96), 1.0, 1.0, 0, seed=12345)
-    groups = make_sampler(model, tokenizer).sample(prompts[: config.diversity_prompts], config.diversity_samples,
-                                                   params)  # fmt: skip
-    return diversity_metrics([[r.text for r in g] for g in groups])
+    sampler = make_sampler(model, tokenizer)
+    return sample_diversity(sampler, prompts[: config.diversity_prompts], config.diversity_samples, params)[0]
 
 
 def round_spec(run: Run, tasks) -> RoundSpec:
@@ -273,7 +239,7 @@ def round_spec(run: Run, tasks) -> RoundSpec:
         samples_per_prompt=c.samples_per_prompt,
         sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, c.top_p, 0, seed=c.seed * 7919 + index),
         score=judge_scorer(judge),
-        build=lambda groups: best_against_worst(c, groups),
+        build=lambda groups: best_against_worst(groups, c.min_margin, c.max_length),
         train=lambda model, tokenizer, built, round_dir: train_on(run, model, tokenizer, built.data, round_dir),
         evaluate=lambda model, tokenizer: {"diversity": measure_diversity(c, model, tokenizer, prompts)},
     )

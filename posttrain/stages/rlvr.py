@@ -43,18 +43,18 @@ import torch
 from posttrain.advantages import ADVANTAGES
 from posttrain.data import load_records
 from posttrain.data.length import check_prompt_lengths
+from posttrain.eval.passk import pass_rates
 from posttrain.io import atomic_write_json
-from posttrain.logprobs import per_sequence_tokens, token_logprobs, token_logprobs_and_entropy
+from posttrain.logprobs import padded_rows, per_sequence_tokens, token_logprobs, token_logprobs_and_entropy
 from posttrain.losses.policy import POLICY_LOSSES, k3_kl
 from posttrain.losses.reduce import masked_token_mean
 from posttrain.models import LoraSpec, save_model
 from posttrain.packing import pack
-from posttrain.render import RenderedSequence
 from posttrain.rewards.route import check_prerequisites
 from posttrain.rewards.shaped import ShapedReward, Shaping
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
-from posttrain.rounds import Group, group_stats, sample_groups
+from posttrain.rounds import Group, group_stats, rollout_sequence, sample_groups
 from posttrain.tasks.humaneval import assert_trainable
 from posttrain.train.config import option
 from posttrain.train.loop import run_loop
@@ -124,12 +124,6 @@ class PromptBatch:
     sequence_indices: tuple[int, ...]
 
 
-def clip_range(config: RLVRConfig) -> tuple[float, float]:
-    """(eps_low, eps_high): the config's, or the loss variant's defaults."""
-    low, high = POLICY_LOSSES[config.loss].clip
-    return (config.eps_low or low, config.eps_high or high)
-
-
 def compute_advantages(config: RLVRConfig, rewards_P_G: torch.Tensor) -> torch.Tensor:
     """Per-completion advantages, shape (P, G)."""
     kind = POLICY_LOSSES[config.loss].advantage if config.advantage == "auto" else config.advantage
@@ -171,14 +165,6 @@ def collect(sampler, rewards: ShapedReward, train: list[RLTask], batch: PromptBa
     return kept[: config.prompts_per_step], first, timings | stats
 
 
-def training_sequences(groups: list[Group]) -> tuple[list[RenderedSequence], list[Rollout]]:
-    """Prompt + sampled ids per rollout, the loss on the sampled ids."""
-    rollouts = [r for g in groups for r in g.rollouts]
-    sequences = [RenderedSequence(r.prompt_ids + r.token_ids, (False,) * len(r.prompt_ids) + (True,) * len(r.token_ids))
-                 for r in rollouts]  # fmt: skip
-    return sequences, rollouts
-
-
 def policy_micro_loss(model, reference, loss_fn, rollouts: list[Rollout], advantages: torch.Tensor,
                       config: RLVRConfig, metric_share: float, batch):  # fmt: skip
     """(loss scaled for the step, metrics scaled by `metric_share`) of one packed micro-batch of rollouts."""
@@ -186,7 +172,7 @@ def policy_micro_loss(model, reference, loss_fn, rollouts: list[Rollout], advant
     logprobs_B_T, entropy_B_T = token_logprobs_and_entropy(model, batch, config.temperature)
     logprobs_N_L, mask_N_L = per_sequence_tokens(logprobs_B_T, batch)
     entropy_N_L, _ = per_sequence_tokens(entropy_B_T, batch)
-    old_N_L = _padded([rollouts[i].logprobs for i in idx], mask_N_L)
+    old_N_L = padded_rows([rollouts[i].logprobs for i in idx], mask_N_L)
     ref_N_L = None
     if reference is not None:
         with torch.no_grad(), reference() as ref_model:
@@ -206,10 +192,11 @@ def update(run: Run, model, reference, optimizer, scheduler, groups: list[Group]
            step: int) -> dict[str, float]:  # fmt: skip
     """`mu` optimizer steps over the rollouts; returns the loss metrics averaged over micro-batches and passes."""
     config = run.config
-    sequences, rollouts = training_sequences(groups)
+    rollouts = [r for g in groups for r in g.rollouts]
+    sequences = [rollout_sequence(r) for r in rollouts]
     n_tokens = sum(len(r.token_ids) for r in rollouts)
     variant = POLICY_LOSSES[config.loss]
-    low, high = clip_range(config)
+    low, high = config.eps_low or variant.clip[0], config.eps_high or variant.clip[1]  # 0: the paper's default
     loss_fn = functools.partial(variant.fn, eps_low=low, eps_high=high, kl_beta=config.kl_beta,
                                 **variant.step_kwargs(len(rollouts), n_tokens, config.max_new_tokens))  # fmt: skip
     row_tokens = max(config.row_tokens, max(map(len, sequences)))
@@ -225,24 +212,10 @@ def update(run: Run, model, reference, optimizer, scheduler, groups: list[Group]
     return dict(totals) | stepped | {"trained_tokens": n_tokens}
 
 
-def _padded(rows: list[tuple[float, ...]], mask_N_L: torch.Tensor) -> torch.Tensor:
-    out = torch.zeros(mask_N_L.shape, dtype=torch.float32, device=mask_N_L.device)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row)
-    return out
-
-
 def evaluate_heldout(sampler, rewards: ShapedReward, tasks: list[RLTask], config: RLVRConfig) -> dict[str, float]:
     """pass@1 and pass@k (k = eval_samples at the training temperature) and greedy accuracy on held-out tasks."""
-    timings = {"generation_s": 0.0, "scoring_s": 0.0}
-    k = config.eval_samples
-    groups = sample_groups(sampler, rewards.score, tasks, k, sampling(config, config.seed + 7), timings)
-    correct = [[s.metrics["correct"] for s in g.scores] for g in groups]
-    greedy = sample_groups(sampler, rewards.score, tasks, 1, sampling(config, 0, temperature=0.0), timings)
-    return {"eval/pass@1": sum(map(sum, correct)) / (k * len(correct)),
-            f"eval/pass@{k}": sum(any(c) for c in correct) / len(correct),
-            "eval/greedy_accuracy": sum(g.scores[0].metrics["correct"] for g in greedy) / len(greedy),
-            "eval/n": len(tasks), "eval/time_s": sum(timings.values())}  # fmt: skip
+    sampled, greedy = sampling(config, config.seed + 7), sampling(config, 0, temperature=0.0)
+    return pass_rates(sampler, rewards.score, tasks, config.eval_samples, sampled, greedy)
 
 
 def _check(config: RLVRConfig) -> None:
