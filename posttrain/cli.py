@@ -131,7 +131,7 @@ def _add_validate(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the chosen subcommand; returns the exit code."""
     from posttrain.pipeline import GateTripped
-    from posttrain.recipe import RecipeError
+    from posttrain.train.config import ConfigError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except RecipeError as err:
+    except ConfigError as err:  # a recipe, a config key or a flag value: nothing was written
         print(f"posttrain {args.command}: {err}", file=sys.stderr)
         return 2
     except GateTripped as err:

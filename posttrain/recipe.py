@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from posttrain.registry import STAGES, Stage
-from posttrain.train.config import build_config
+from posttrain.train.config import ConfigError, build_config
 
 TOP_KEYS = {"output", "model", "eval", "stages"}
 STAGE_KEYS = {"name", "stage", "from", "config", "eval", "gates"}
@@ -41,7 +41,7 @@ SET_BY_RECIPE = ("model", "output", "resume")
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_-]+)\}")
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe that cannot run; the message names the file and the key."""
 
 

@@ -211,3 +211,34 @@ def test_quick_recipe_report_renders_in_headless_chromium(quick_run, tmp_path):
     assert non_white > 0.05 and len(np.unique(pixels, axis=0)) > 50
     if os.environ.get("POSTTRAIN_SCREENSHOT"):  # to look at it: POSTTRAIN_SCREENSHOT=/tmp/report.png pytest ...
         shutil.copy(shot, os.environ["POSTTRAIN_SCREENSHOT"])
+
+
+EVAL_BAD = {
+    "unknown_suite": (["--suites", "arithmetic,arith"], "suites: unknown eval suite 'arith'"),
+    "unknown_key": (["learning_rate=1"], "unknown config key 'learning_rate' for EvalConfig"),
+    "bad_value": (["--limit", "many"], "'limit' must be int, got 'many'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVAL_BAD))
+def test_eval_bad_inputs_are_one_line_errors(tmp_path, case):
+    args, message = EVAL_BAD[case]
+    out = tmp_path / "eval"
+    result = posttrain("eval", "--model", "tiny-random-llama", "--output", str(out), *args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_eval_cli_compares_two_models_on_the_same_items(tmp_path):
+    first = posttrain("eval", "--model", "tiny-random-llama", "--suites", "arithmetic,refusal", "--limit", "4",
+                      "--output", str(tmp_path / "a"), "--no-progress")  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = posttrain("eval", "--model", "tiny-random-qwen2", "--suites", "arithmetic,refusal", "--limit", "4",
+                       "--output", str(tmp_path / "b"), "--compare", str(tmp_path / "a" / "eval.json"), "--no-progress")  # fmt: skip
+    assert second.returncode == 0, second.stderr[-2000:]
+    result = json.loads((tmp_path / "b" / "eval.json").read_text())
+    compared = result["comparison"]["suites"]["refusal"]["refusal_rate"]
+    assert compared["mcnemar"]["n"] == 4 and 0.0 <= compared["mcnemar"]["p_value"] <= 1.0
+    assert len(result["suites"]["arithmetic"]["items"]) == 4 and "McNemar p=" in second.stdout

@@ -32,7 +32,7 @@ from posttrain.models import load_policy
 from posttrain.rewards.math import MathVerifier
 from posttrain.rollout import Sampler, greedy_texts
 from posttrain.rollout.engine import make_sampler
-from posttrain.train.config import config_to_dict, option
+from posttrain.train.config import ConfigError, config_to_dict, option
 from posttrain.types import RLTask
 
 
@@ -57,7 +57,7 @@ def evaluate_model(
     names = suites.split(",") if isinstance(suites, str) else list(suites)
     chosen = {name: get_suite(name) for name in dict.fromkeys(names)}  # unknown names fail before any loading
     if not chosen:
-        raise ValueError(f"no eval suite given; known: {', '.join(SUITES)}")
+        raise ConfigError(f"suites: no eval suite given; known: {', '.join(SUITES)}")
     paths = eval_sets(data_dir)
     policy, tokenizer = load_policy(model)
     sampler = make_sampler(policy, tokenizer, batch_size=64)  # one bf16 snapshot for every suite

@@ -31,6 +31,7 @@ from posttrain.models import cache_dir
 from posttrain.rewards.math import MathVerifier
 from posttrain.rollout import SamplingParams
 from posttrain.text import follows_format
+from posttrain.train.config import ConfigError
 from posttrain.types import RLTask
 
 DEMO_SEED = 0  # the seed of the demo's default sets
@@ -65,7 +66,7 @@ SUITES = {
 def get_suite(name: str) -> Suite:
     """The suite called `name`; a clear error naming the known ones otherwise."""
     if name not in SUITES:
-        raise ValueError(f"unknown eval suite {name!r}; known: {', '.join(SUITES)}")
+        raise ConfigError(f"suites: unknown eval suite {name!r}; known: {', '.join(SUITES)}")
     return SUITES[name]
 
 

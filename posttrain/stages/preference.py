@@ -136,6 +136,7 @@ def _kto(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
 # method -> the pure loss on groups of two: column 0 chosen (or the KTO completion), column 1 rejected (or KL).
 LOSSES = {"dpo": _dpo, "ipo": _ipo, "simpo": _simpo, "orpo": _orpo, "kto": _kto}
 PAIRWISE = ("dpo", "ipo", "simpo", "orpo")  # the methods iterated rounds can train (they build pairs)
+BINARY_FEEDBACK = ("kto",)  # the methods that read the kto schema (a completion and a label) instead of pairs
 VERIFIER_JUDGES = {"math": ("math",), "verifier": ()}  # judges that run verifiers: (); the tasks' own
 
 
@@ -271,7 +272,7 @@ def run(config: PreferenceConfig) -> Path:
         run,
         model,
         tokenizer,
-        load_groups(config.data, config.method == "kto", tokenizer, config.max_length, config.skip_invalid),
+        load_groups(config.data, config.method in BINARY_FEEDBACK, tokenizer, config.max_length, config.skip_invalid),
         run.dir,
     )
     return save_model(model, tokenizer, run.dir / "final")

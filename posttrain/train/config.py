@@ -23,6 +23,10 @@ import yaml
 T = TypeVar("T")
 
 
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message names the key (and the file, for YAML)."""
+
+
 def option(default: Any, help: str) -> Any:
     """A config field with its default and the one-line help that `--help` shows."""
     return dataclasses.field(default=default, metadata={"help": help})
@@ -57,14 +61,14 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
             return tuple(str(v).strip() for v in items if str(v).strip())
     else:
         return value
-    raise ValueError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    raise ConfigError(f"{where}: {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` with the value read as YAML (so `lr=1e-4` is a float and `lora=true` a bool)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"override {text!r} is not of the form key=value")
+        raise ConfigError(f"override {text!r} is not of the form key=value")
     return key.strip().replace("-", "_"), yaml.safe_load(raw) if raw.strip() else ""
 
 
@@ -77,7 +81,7 @@ def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, A
     if yaml_path:
         loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{yaml_path}: expected a mapping of config keys, got {type(loaded).__name__}")
+            raise ConfigError(f"{yaml_path}: expected a mapping of config keys, got {type(loaded).__name__}")
         layers.append((loaded, yaml_path))
     layers.append((values or {}, where))
     renamed = getattr(cls, "RENAMED", {})
@@ -88,7 +92,7 @@ def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, A
                               stacklevel=2)  # fmt: skip
                 key = renamed[key]
             if key not in kinds:
-                raise ValueError(f"{where}: unknown config key {key!r} for {cls.__name__}; known: {', '.join(kinds)}")
+                raise ConfigError(f"{where}: unknown config key {key!r} for {cls.__name__}; known: {', '.join(kinds)}")
             merged[key] = _coerce(value, kinds[key], key, where)
     return cls(**merged)
 
