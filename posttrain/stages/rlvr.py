@@ -126,7 +126,7 @@ class PromptBatch:
 
 def compute_advantages(config: RLVRConfig, rewards_P_G: torch.Tensor) -> torch.Tensor:
     """Per-completion advantages, shape (P, G)."""
-    kind = POLICY_LOSSES[config.loss].advantage if config.advantage == "auto" else config.advantage
+    kind = {"auto": POLICY_LOSSES[config.loss].advantage}.get(config.advantage, config.advantage)
     return ADVANTAGES[kind](rewards_P_G)
 
 
