@@ -81,8 +81,10 @@ def changes(before: dict, stage: PlannedStage, parent_changed: bool, root: Path,
     return out + (["its parent stage changed"] if parent_changed else [])
 
 
-def decide(recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root: Path) -> dict[str, str]:
-    """For each stage: "run", "force", "resume" or "reuse"; raises RecipeError for a changed stage not forced."""
+def decide(recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root: Path,
+           strict: bool = True) -> dict[str, str]:  # fmt: skip
+    """For each stage: "run", "force", "resume" or "reuse". A changed stage that is not forced raises RecipeError,
+    or with `strict=False` (a dry run) gets the action "refuse" with what changed."""
     prints, actions = fingerprints(recipe), {}
     for stage in recipe.stages:
         before = previous.get(stage.name)
@@ -93,6 +95,9 @@ def decide(recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root
         elif before["fingerprint"] != prints[stage.name]:
             parent_changed = stage.parent is not None and before.get("parent_fingerprint") != prints[stage.parent]
             what = "; ".join(changes(before, stage, parent_changed, recipe.output, old_root)) or "its settings changed"
+            if not strict:
+                actions[stage.name] = f"refuse ({what}; --force {stage.name} reruns it)"
+                continue
             raise RecipeError(f"{recipe.path}: stages.{stage.name} was run in {recipe.output} with other settings "
                               f"({what}): rerun it with --force {stage.name}, or choose another output")  # fmt: skip
         else:
@@ -150,7 +155,7 @@ class Runner:
         if unknown:
             raise RecipeError(f"{self.recipe.path}: --force {unknown[0]!r}: no such stage")
         forced = set().union(*(names[names.index(f) :] for f in force)) if force else set()
-        actions = decide(self.recipe, self.entries, forced, self.old_root)
+        actions = decide(self.recipe, self.entries, forced, self.old_root, strict=not dry_run)
         selected = select(self.recipe, start, until)
         if dry_run:
             print(plan_text(self.recipe, actions, selected))
@@ -176,35 +181,45 @@ class Runner:
 
     def stage(self, stage: PlannedStage, action: str) -> None:
         """Run (or reuse) one stage, evaluate it and check its gates."""
-        out = self.root / stage.name
         entry = self.entry(stage)
-        if action == "run" and out.exists():
-            raise RecipeError(f"{out} holds files that {self.root / 'lineage.json'} does not know: choose another "
-                              f"output, or replace them with --force {stage.name}")  # fmt: skip
-        if action == "force" and out.exists():
-            shutil.rmtree(out)
-        started = time.perf_counter()
-        if action == "reuse":
-            self.same_inputs(stage)
-            log.info("stage %s: reused (same settings and inputs)", stage.name)
-            entry |= {"status": "reused", "seconds": self.entries[stage.name].get("seconds")}
-        else:
-            log.info("stage %s: %s", stage.name, action)
-            self.record(entry | {"status": "running"})
-            config = dataclasses.replace(stage.config, progress=self.progress) if hasattr(stage.config,
-                                                                                          "progress") else stage.config  # fmt: skip
-            final = stage.kind.run(config)
-            entry |= {"status": "done", "seconds": time.perf_counter() - started, "final": _relative(final, self.root),
-                      "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        if action == "reuse" and not (self.root / entry["final"]).exists():
+            action = "resume"  # it finished once, but its output was removed since
+        entry |= self.reuse(stage) if action == "reuse" else self.execute(stage, action, entry)
         entry["inputs"] = input_hashes(stage)
         if stage.suites:
-            entry["eval"] = self.evaluate(stage.name, str(out / "final"), stage.suites, entry["fingerprint"])
+            entry["eval"] = self.evaluate(stage.name, str(self.root / stage.name / "final"), stage.suites,
+                                          entry["fingerprint"])  # fmt: skip
         entry["gates"] = [self.check(gate, stage.name) for gate in stage.gates]
         tripped = [g for g in entry["gates"] if not g["passed"]]
         self.record(entry | ({"status": "gated"} if tripped else {}))
         if tripped:
             raise GateTripped(f"stage {stage.name!r} tripped a gate: {tripped[0]['detail']}; the recipe stopped, and "
                               f"everything so far is kept in {self.root}")  # fmt: skip
+
+    def reuse(self, stage: PlannedStage) -> dict[str, Any]:
+        """The lineage facts of a stage that finished earlier with the same settings (its inputs checked again)."""
+        self.same_inputs(stage)
+        log.info("stage %s: reused (same settings and inputs)", stage.name)
+        before = self.entries[stage.name]
+        return {"status": "reused", "seconds": before.get("seconds"), "finished_at": before.get("finished_at")}
+
+    def execute(self, stage: PlannedStage, action: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """Run the stage through the registry ("resume" continues from its checkpoints); returns its lineage facts."""
+        out = self.root / stage.name
+        if action == "run" and out.exists():
+            raise RecipeError(f"{out} holds files that {self.root / 'lineage.json'} does not know: choose another "
+                              f"output, or replace them with --force {stage.name}")  # fmt: skip
+        if action == "force" and out.exists():
+            shutil.rmtree(out)
+        log.info("stage %s: %s", stage.name, action)
+        self.record(entry | {"status": "running"})
+        config = stage.config
+        if "progress" in {f.name for f in dataclasses.fields(config)}:
+            config = dataclasses.replace(config, progress=self.progress)
+        started = time.perf_counter()
+        final = stage.kind.run(config)
+        return {"status": "done", "seconds": time.perf_counter() - started, "final": _relative(final, self.root),
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
 
     def same_inputs(self, stage: PlannedStage) -> None:
         """Refuse to reuse a stage whose input files changed since it ran."""
@@ -256,8 +271,7 @@ class Runner:
     def record(self, entry: dict[str, Any]) -> None:
         """Put `entry` into lineage.json (atomically), keeping the recipe's stage order."""
         self.entries[entry["name"]] = entry
-        order = [s.name for s in self.recipe.stages]
-        stages = sorted(self.entries.values(), key=lambda e: order.index(e["name"]) if e["name"] in order else 99)
+        stages = [self.entries[s.name] for s in self.recipe.stages if s.name in self.entries]
         atomic_write_json(self.root / "lineage.json", {
             "recipe": str(self.recipe.path), "output": str(self.root), "posttrain_version": __version__,
             "git_revision": git_revision(), "base": {"model": self.recipe.model,

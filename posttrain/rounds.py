@@ -19,6 +19,7 @@ The next round starts from this round's `final/`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -97,13 +98,9 @@ def judge_scorer(judge: Judge) -> Scorer:
 
     def score(tasks: list[RLTask], rollouts: list[Rollout]) -> list[Score]:
         scores: list[Score] = []
-        start = 0
-        while start < len(tasks):
-            end = start
-            while end < len(tasks) and tasks[end] is tasks[start]:
-                end += 1
-            scores += judge.score_group(tasks[start], [r.text for r in rollouts[start:end]])
-            start = end
+        for _, run in itertools.groupby(zip(tasks, rollouts, strict=True), key=lambda pair: id(pair[0])):
+            pairs = list(run)
+            scores += judge.score_group(pairs[0][0], [rollout.text for _, rollout in pairs])
         return scores
 
     return score

@@ -104,6 +104,9 @@ def test_rerun_reuses_and_changed_settings_are_refused_then_forced(quick_run, tm
     assert refused.returncode == 2
     assert "stages.dpo was run" in refused.stderr and "lr: 0.0001 -> 0.0003" in refused.stderr
     assert "--force dpo" in refused.stderr
+    dry = posttrain("run", str(changed), "--output", str(root), "--dry-run")
+    assert dry.returncode == 0 and "action=refuse (lr: 0.0001 -> 0.0003; --force dpo reruns it)" in dry.stdout
+    assert "[grpo] stage=rlvr from=dpo action=refuse (its parent stage changed" in dry.stdout
 
     forced = posttrain("run", str(changed), "--output", str(root), "--no-progress", "--force", "dpo")
     assert forced.returncode == 0, forced.stderr[-2000:]
