@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"posttrain {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, stage in STAGES.items():
-        _add_config_command(sub.add_parser(name, help=stage.help, description=stage.help), stage.config,
-                            lambda config, stage=stage: stage.run(config))  # fmt: skip
+        _add_config_command(
+            sub.add_parser(name, help=stage.help, description=stage.help),
+            stage.config,
+            lambda config, stage=stage: stage.run(config),
+        )
     _add_run(sub.add_parser("run", help="run a recipe: a YAML list of stages", description=_doc("posttrain.pipeline")))
     _add_demo(sub.add_parser("demo", help="the end-to-end demo recipe on SmolLM2-135M-Instruct"))
     _add_eval(sub.add_parser("eval", help="evaluate a model on named suites; compare two with McNemar's test"))
@@ -73,8 +76,13 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="the recipe root (overrides the recipe's own 'output')")
     parser.add_argument("--from", dest="start", metavar="NAME", help="start at stage NAME (earlier ones must be done)")
     parser.add_argument("--until", metavar="NAME", help="stop after stage NAME")
-    parser.add_argument("--force", action="append", default=[], metavar="NAME",
-                        help="rerun stage NAME (and every stage after it) even if it ran with other settings")  # fmt: skip
+    parser.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="rerun stage NAME (and every stage after it) even if it ran with other settings",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit; writes nothing")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.set_defaults(run=_run_recipe)
@@ -93,8 +101,9 @@ def _run_recipe(args: argparse.Namespace) -> int:
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="runs/demo", help="the demo's run directory")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-    parser.set_defaults(run=_run_demo, recipe=str(RECIPES / "demo.yaml"), start=None, until=None, force=[],
-                        dry_run=False)  # fmt: skip
+    parser.set_defaults(
+        run=_run_demo, recipe=str(RECIPES / "demo.yaml"), start=None, until=None, force=[], dry_run=False
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -48,8 +48,9 @@ def portable(config: dict[str, Any], root: Path) -> dict[str, Any]:
     """The config less display keys, with paths inside the recipe root written relative to it (a moved or copied
     run directory is the same run)."""
     prefix = f"{root}/"
-    return {k: v.replace(prefix, "${root}/") if isinstance(v, str) else v for k, v in config.items()
-            if k not in VOLATILE}  # fmt: skip
+    return {
+        k: v.replace(prefix, "${root}/") if isinstance(v, str) else v for k, v in config.items() if k not in VOLATILE
+    }
 
 
 def fingerprint(stage: PlannedStage, parent_fingerprint: str, root: Path) -> str:
@@ -81,8 +82,9 @@ def changes(before: dict, stage: PlannedStage, parent_changed: bool, root: Path,
     return out + (["its parent stage changed"] if parent_changed else [])
 
 
-def decide(recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root: Path,
-           strict: bool = True) -> dict[str, str]:  # fmt: skip
+def decide(
+    recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root: Path, strict: bool = True
+) -> dict[str, str]:
     """For each stage: "run", "force", "resume" or "reuse". A changed stage that is not forced raises RecipeError,
     or with `strict=False` (a dry run) gets the action "refuse" with what changed."""
     prints, actions = fingerprints(recipe), {}
@@ -98,8 +100,10 @@ def decide(recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root
             if not strict:
                 actions[stage.name] = f"refuse ({what}; --force {stage.name} reruns it)"
                 continue
-            raise RecipeError(f"{recipe.path}: stages.{stage.name} was run in {recipe.output} with other settings "
-                              f"({what}): rerun it with --force {stage.name}, or choose another output")  # fmt: skip
+            raise RecipeError(
+                f"{recipe.path}: stages.{stage.name} was run in {recipe.output} with other settings "
+                f"({what}): rerun it with --force {stage.name}, or choose another output"
+            )
         else:
             actions[stage.name] = "reuse" if before.get("status") in ("done", "reused", "gated") else "resume"
     return actions
@@ -120,8 +124,11 @@ def select(recipe: Recipe, start: str | None, until: str | None) -> list[Planned
 
 def plan_text(recipe: Recipe, actions: dict[str, str], selected: Sequence[PlannedStage]) -> str:
     """The resolved plan, for `--dry-run`: each stage's action, parent and config."""
-    lines = [f"recipe {recipe.path} -> {recipe.output}", f"base model: {recipe.model}",
-             f"evaluation: {', '.join(recipe.suites) or 'none'}" + (f" (limit {recipe.limit})" if recipe.limit else "")]  # fmt: skip
+    lines = [
+        f"recipe {recipe.path} -> {recipe.output}",
+        f"base model: {recipe.model}",
+        f"evaluation: {', '.join(recipe.suites) or 'none'}" + (f" (limit {recipe.limit})" if recipe.limit else ""),
+    ]
     chosen = {s.name for s in selected}
     for stage in recipe.stages:
         action = actions[stage.name] if stage.name in chosen else "skip (outside --from/--until)"
@@ -147,8 +154,9 @@ class Runner:
         self.entries = {e["name"]: e for e in previous["stages"]}
         self.old_root = Path(previous.get("output", self.root))  # where an earlier run was written (it may have moved)
 
-    def run(self, start: str | None = None, until: str | None = None, force: Sequence[str] = (),
-            dry_run: bool = False) -> Path:  # fmt: skip
+    def run(
+        self, start: str | None = None, until: str | None = None, force: Sequence[str] = (), dry_run: bool = False
+    ) -> Path:
         """Run the selected stages; returns the recipe root. `--force NAME` also reruns every stage after NAME."""
         names = [s.name for s in self.recipe.stages]
         unknown = [f for f in force if f not in names]
@@ -162,8 +170,10 @@ class Runner:
             return self.root
         for earlier in self.recipe.stages[: names.index(selected[0].name)]:
             if actions[earlier.name] != "reuse":
-                raise RecipeError(f"{self.recipe.path}: --from {selected[0].name!r}: the earlier stage "
-                                  f"{earlier.name!r} has not finished with these settings; run it first")  # fmt: skip
+                raise RecipeError(
+                    f"{self.recipe.path}: --from {selected[0].name!r}: the earlier stage "
+                    f"{earlier.name!r} has not finished with these settings; run it first"
+                )
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.root / "recipe.yaml", self.recipe.path.read_text())
         self.base_eval()
@@ -187,14 +197,17 @@ class Runner:
         entry |= self.reuse(stage) if action == "reuse" else self.execute(stage, action, entry)
         entry["inputs"] = input_hashes(stage)
         if stage.suites:
-            entry["eval"] = self.evaluate(stage.name, str(self.root / stage.name / "final"), stage.suites,
-                                          entry["fingerprint"])  # fmt: skip
+            entry["eval"] = self.evaluate(
+                stage.name, str(self.root / stage.name / "final"), stage.suites, entry["fingerprint"]
+            )
         entry["gates"] = [self.check(gate, stage.name) for gate in stage.gates]
         tripped = [g for g in entry["gates"] if not g["passed"]]
         self.record(entry | ({"status": "gated"} if tripped else {}))
         if tripped:
-            raise GateTripped(f"stage {stage.name!r} tripped a gate: {tripped[0]['detail']}; the recipe stopped, and "
-                              f"everything so far is kept in {self.root}")  # fmt: skip
+            raise GateTripped(
+                f"stage {stage.name!r} tripped a gate: {tripped[0]['detail']}; the recipe stopped, and "
+                f"everything so far is kept in {self.root}"
+            )
 
     def reuse(self, stage: PlannedStage) -> dict[str, Any]:
         """The lineage facts of a stage that finished earlier with the same settings (its inputs checked again)."""
@@ -207,8 +220,10 @@ class Runner:
         """Run the stage through the registry ("resume" continues from its checkpoints); returns its lineage facts."""
         out = self.root / stage.name
         if action == "run" and out.exists():
-            raise RecipeError(f"{out} holds files that {self.root / 'lineage.json'} does not know: choose another "
-                              f"output, or replace them with --force {stage.name}")  # fmt: skip
+            raise RecipeError(
+                f"{out} holds files that {self.root / 'lineage.json'} does not know: choose another "
+                f"output, or replace them with --force {stage.name}"
+            )
         if action == "force" and out.exists():
             shutil.rmtree(out)
         log.info("stage %s: %s", stage.name, action)
@@ -218,26 +233,40 @@ class Runner:
             config = dataclasses.replace(config, progress=self.progress)
         started = time.perf_counter()
         final = stage.kind.run(config)
-        return {"status": "done", "seconds": time.perf_counter() - started, "final": _relative(final, self.root),
-                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+        return {
+            "status": "done",
+            "seconds": time.perf_counter() - started,
+            "final": _relative(final, self.root),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
 
     def same_inputs(self, stage: PlannedStage) -> None:
         """Refuse to reuse a stage whose input files changed since it ran."""
         before = self.entries[stage.name].get("inputs", {})
         changed = [k for k, v in input_hashes(stage).items() if before.get(k, {}).get("sha256") != v["sha256"]]
         if changed:
-            raise RecipeError(f"{self.recipe.path}: stages.{stage.name}: input {changed[0]!r} "
-                              f"({getattr(stage.config, changed[0])}) changed since the stage ran: rerun it with "
-                              f"--force {stage.name}")  # fmt: skip
+            raise RecipeError(
+                f"{self.recipe.path}: stages.{stage.name}: input {changed[0]!r} "
+                f"({getattr(stage.config, changed[0])}) changed since the stage ran: rerun it with "
+                f"--force {stage.name}"
+            )
 
     def entry(self, stage: PlannedStage) -> dict[str, Any]:
         """The stage's lineage entry, before it runs."""
         parent = stage.parent
-        return {"name": stage.name, "kind": stage.kind.name, "parent": parent,
-                "model": getattr(stage.config, "model", None), "output": stage.name,
-                "final": _relative(self.root / stage.name / "final", self.root) if stage.kind.trains_model else
-                stage.name, "config": config_to_dict(stage.config), "fingerprint": self.prints[stage.name],
-                "parent_fingerprint": self.prints[parent] if parent else None, "eval": None, "gates": []}  # fmt: skip
+        return {
+            "name": stage.name,
+            "kind": stage.kind.name,
+            "parent": parent,
+            "model": getattr(stage.config, "model", None),
+            "output": stage.name,
+            "final": _relative(self.root / stage.name / "final", self.root) if stage.kind.trains_model else stage.name,
+            "config": config_to_dict(stage.config),
+            "fingerprint": self.prints[stage.name],
+            "parent_fingerprint": self.prints[parent] if parent else None,
+            "eval": None,
+            "gates": [],
+        }
 
     def evaluate(self, name: str, model: str, suites: Sequence[str], key: str) -> str:
         """`evals/NAME.json` for `model`, reused when it was written for the same fingerprint and suites."""
@@ -255,8 +284,10 @@ class Runner:
         now, then = self.metric(name, gate), self.metric(gate.against, gate)
         change = 100 * (now - then)
         passed = -change <= gate.max_drop if gate.max_drop is not None else change <= gate.max_rise
-        detail = (f"{gate.suite}.{gate.metric} is {100 * now:.1f}% after {name}, {100 * then:.1f}% after "
-                  f"{gate.against} ({change:+.1f} points); rule: {gate.describe()}")  # fmt: skip
+        detail = (
+            f"{gate.suite}.{gate.metric} is {100 * now:.1f}% after {name}, {100 * then:.1f}% after "
+            f"{gate.against} ({change:+.1f} points); rule: {gate.describe()}"
+        )
         return {"rule": gate.describe(), "passed": passed, "detail": detail}
 
     def metric(self, name: str, gate: Gate) -> float:
@@ -265,17 +296,25 @@ class Runner:
         try:
             return result["suites"][gate.suite]["metrics"][gate.metric]["value"]
         except KeyError as err:
-            raise RecipeError(f"{self.recipe.path}: gate {gate.describe()!r}: evaluation {name!r} has no "
-                              f"{gate.suite}.{gate.metric}") from err  # fmt: skip
+            raise RecipeError(
+                f"{self.recipe.path}: gate {gate.describe()!r}: evaluation {name!r} has no {gate.suite}.{gate.metric}"
+            ) from err
 
     def record(self, entry: dict[str, Any]) -> None:
         """Put `entry` into lineage.json (atomically), keeping the recipe's stage order."""
         self.entries[entry["name"]] = entry
         stages = [self.entries[s.name] for s in self.recipe.stages if s.name in self.entries]
-        atomic_write_json(self.root / "lineage.json", {
-            "recipe": str(self.recipe.path), "output": str(self.root), "posttrain_version": __version__,
-            "git_revision": git_revision(), "base": {"model": self.recipe.model,
-            "eval": "evals/base.json" if self.recipe.suites else None}, "stages": stages})  # fmt: skip
+        atomic_write_json(
+            self.root / "lineage.json",
+            {
+                "recipe": str(self.recipe.path),
+                "output": str(self.root),
+                "posttrain_version": __version__,
+                "git_revision": git_revision(),
+                "base": {"model": self.recipe.model, "eval": "evals/base.json" if self.recipe.suites else None},
+                "stages": stages,
+            },
+        )
 
     def finish(self) -> None:
         """The HTML report and the checkpoint table, from whatever was written."""

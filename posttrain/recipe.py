@@ -154,8 +154,15 @@ def _name(block: Any, i: int, path: Path) -> str:
     return block.get("name", block.get("stage"))
 
 
-def _plan(block: dict, where: str, names: list[str], earlier: list[PlannedStage], root: Path, base: str,
-          suites: tuple[str, ...]) -> PlannedStage:  # fmt: skip
+def _plan(
+    block: dict,
+    where: str,
+    names: list[str],
+    earlier: list[PlannedStage],
+    root: Path,
+    base: str,
+    suites: tuple[str, ...],
+) -> PlannedStage:
     _known(block, STAGE_KEYS, where)
     name = names[len(earlier)]
     if name in names[: len(earlier)] or name == "base":
@@ -176,8 +183,10 @@ def _plan(block: dict, where: str, names: list[str], earlier: list[PlannedStage]
     except ValueError as err:
         raise RecipeError(str(err)) from err
     stage_suites = suites if block.get("eval", True) is True else _suites(block.get("eval") or [], f"{where}.eval")
-    gates = tuple(_gate(g, f"{where}.gates[{j}]", [*names[: len(earlier)], "base"]) for j, g in
-                  enumerate(block.get("gates") or []))  # fmt: skip
+    gates = tuple(
+        _gate(g, f"{where}.gates[{j}]", [*names[: len(earlier)], "base"])
+        for j, g in enumerate(block.get("gates") or [])
+    )
     if gates and not kind.trains_model:
         raise RecipeError(f"{where}.gates: a stage without a model has no evaluation to gate on")
     for j, gate in enumerate(gates):
@@ -192,8 +201,9 @@ def _parent(block: dict, where: str, name: str, names: list[str], earlier: list[
     if parent == "base" or parent in models:
         return parent
     if parent == name or parent in names[len(earlier) :]:
-        raise RecipeError(f"{where}.from: {parent!r} runs at or after {name!r}: a cycle; 'from' must name an "
-                          "earlier stage or 'base'")  # fmt: skip
+        raise RecipeError(
+            f"{where}.from: {parent!r} runs at or after {name!r}: a cycle; 'from' must name an earlier stage or 'base'"
+        )
     if parent in names:
         raise RecipeError(f"{where}.from: {parent!r} makes no model")
     raise RecipeError(f"{where}.from: no stage named {parent!r}; stages: {', '.join(names)}")
@@ -229,5 +239,6 @@ def _gate(block: Any, where: str, earlier: list[str]) -> Gate:
         raise RecipeError(f"{where}: needs suite, metric, against and exactly one of max_drop, max_rise")
     if block["against"] not in earlier:
         raise RecipeError(f"{where}.against: {block['against']!r} is not 'base' or an earlier stage")
-    return Gate(str(block["suite"]), str(block["metric"]), str(block["against"]), block.get("max_drop"),
-                block.get("max_rise"))  # fmt: skip
+    return Gate(
+        str(block["suite"]), str(block["metric"]), str(block["against"]), block.get("max_drop"), block.get("max_rise")
+    )

@@ -64,8 +64,14 @@ def rollout_sequence(rollout: Rollout) -> RenderedSequence:
     return RenderedSequence(ids, (False,) * len(rollout.prompt_ids) + (True,) * len(rollout.token_ids))
 
 
-def sample_groups(sampler, score: Scorer, tasks: Sequence[RLTask], n: int, params: SamplingParams,
-                  timings: dict[str, float] | None = None) -> list[Group]:  # fmt: skip
+def sample_groups(
+    sampler,
+    score: Scorer,
+    tasks: Sequence[RLTask],
+    n: int,
+    params: SamplingParams,
+    timings: dict[str, float] | None = None,
+) -> list[Group]:
     """Sample `n` completions per task and score them all in one call; adds generation/scoring seconds to `timings`."""
     timings = {"generation_s": 0.0, "scoring_s": 0.0} if timings is None else timings
     started = time.perf_counter()
@@ -81,9 +87,12 @@ def group_stats(groups: list[Group]) -> dict[str, float]:
     """Reward mean/std, accuracy, response length and failure rates over all completions of `groups`."""
     rewards = torch.tensor([r for g in groups for r in g.rewards])
     lengths = [len(r.token_ids) for g in groups for r in g.rollouts]
-    stats = {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-             "response_length": sum(lengths) / len(lengths),
-             "truncated_fraction": sum(r.finish_reason == "length" for g in groups for r in g.rollouts) / len(lengths)}  # fmt: skip
+    stats = {
+        "reward_mean": float(rewards.mean()),
+        "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+        "response_length": sum(lengths) / len(lengths),
+        "truncated_fraction": sum(r.finish_reason == "length" for g in groups for r in g.rollouts) / len(lengths),
+    }
     per_key: dict[str, list[float]] = defaultdict(list)
     for g in groups:
         for s in g.scores:
@@ -108,8 +117,17 @@ def judge_scorer(judge: Judge) -> Scorer:
 
 def sample_rows(groups: Sequence[Group]) -> list[dict]:
     """`samples.jsonl` rows: prompt, completion, reward, failure and finish reason of every sample."""
-    return [{"prompt": g.task.prompt[-1].content, "completion": r.text, "reward": s.reward, "failure": s.failure,
-             "finish_reason": r.finish_reason} for g in groups for r, s in zip(g.rollouts, g.scores, strict=True)]  # fmt: skip
+    return [
+        {
+            "prompt": g.task.prompt[-1].content,
+            "completion": r.text,
+            "reward": s.reward,
+            "failure": s.failure,
+            "finish_reason": r.finish_reason,
+        }
+        for g in groups
+        for r, s in zip(g.rollouts, g.scores, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -126,9 +144,16 @@ def best_against_worst(groups: list[Group], min_margin: float, max_length: int) 
     two judged samples (an LM judge that could not answer) and pairs longer than max_length are dropped and counted. The
     built data is a `GroupData` of (chosen, rejected) sequences on the sampled token ids."""
     sequences, rows = [], []
-    stats = {"prompts": len(groups), "samples": sum(len(g.rollouts) for g in groups), "ties": 0, "below_margin": 0,
-             "unjudged": 0, "too_long": 0, "failures": sum(s.failure is not None for g in groups for s in g.scores),
-             "reward_mean": sum(sum(g.rewards) for g in groups) / max(sum(len(g.rollouts) for g in groups), 1)}  # fmt: skip
+    stats = {
+        "prompts": len(groups),
+        "samples": sum(len(g.rollouts) for g in groups),
+        "ties": 0,
+        "below_margin": 0,
+        "unjudged": 0,
+        "too_long": 0,
+        "failures": sum(s.failure is not None for g in groups for s in g.scores),
+        "reward_mean": sum(sum(g.rewards) for g in groups) / max(sum(len(g.rollouts) for g in groups), 1),
+    }
     for g in groups:
         judged = [i for i, s in enumerate(g.scores) if s.metrics.get("judged", 1.0)]
         if len(judged) < 2:
@@ -137,16 +162,24 @@ def best_against_worst(groups: list[Group], min_margin: float, max_length: int) 
         best, worst = max(judged, key=lambda i: g.rewards[i]), min(judged, key=lambda i: g.rewards[i])
         margin = g.rewards[best] - g.rewards[worst]
         problem = "ties" if margin == 0 else "below_margin" if margin < min_margin else None
-        if problem is None and max(len(g.rollouts[i].prompt_ids) + len(g.rollouts[i].token_ids)
-                                   for i in (best, worst)) > max_length:  # fmt: skip
+        if (
+            problem is None
+            and max(len(g.rollouts[i].prompt_ids) + len(g.rollouts[i].token_ids) for i in (best, worst)) > max_length
+        ):
             problem = "too_long"
         if problem:
             stats[problem] += 1
             continue
         sequences += [rollout_sequence(g.rollouts[best]), rollout_sequence(g.rollouts[worst])]
-        rows.append({"prompt": g.task.prompt[-1].content, "chosen": g.rollouts[best].text,
-                     "rejected": g.rollouts[worst].text, "chosen_reward": g.rewards[best],
-                     "rejected_reward": g.rewards[worst]})  # fmt: skip
+        rows.append(
+            {
+                "prompt": g.task.prompt[-1].content,
+                "chosen": g.rollouts[best].text,
+                "rejected": g.rollouts[worst].text,
+                "chosen_reward": g.rewards[best],
+                "rejected_reward": g.rewards[worst],
+            }
+        )
     if not rows:
         raise ValueError(f"no pairs (every group tied, below min_margin or unjudged): {stats}")
     return Built(rows, GroupData(sequences), stats | {"pairs": len(rows)})
@@ -180,15 +213,25 @@ def run_round(spec: RoundSpec, index: int, round_dir: Path, model, tokenizer, ta
     started = time.perf_counter()
     last = spec.train(model, tokenizer, built, round_dir)
     timings["training_s"] = time.perf_counter() - started
-    summary = {"round": index, **built.stats, "timings_s": timings,
-               "final_step": {k: v for k, v in last.items() if isinstance(v, float)},
-               "eval": spec.evaluate(model, tokenizer)}  # fmt: skip
+    summary = {
+        "round": index,
+        **built.stats,
+        "timings_s": timings,
+        "final_step": {k: v for k, v in last.items() if isinstance(v, float)},
+        "eval": spec.evaluate(model, tokenizer),
+    }
     atomic_write_json(round_dir / "round.json", summary)
     return save_model(model, tokenizer, round_dir / "final")
 
 
-def run_rounds(spec: RoundSpec, n_rounds: int, run_dir: Path, start: str,
-               load: Callable[[str, int], tuple[Any, Any]], tasks: Sequence[RLTask]) -> Path:  # fmt: skip
+def run_rounds(
+    spec: RoundSpec,
+    n_rounds: int,
+    run_dir: Path,
+    start: str,
+    load: Callable[[str, int], tuple[Any, Any]],
+    tasks: Sequence[RLTask],
+) -> Path:
     """`n_rounds` rounds, each from the last one's `final/` (`load(model_dir, round_index)` builds the policy);
     finished rounds are skipped. Returns the last round's `final/`."""
     for index in range(1, n_rounds + 1):

@@ -39,16 +39,24 @@ def load_groups(path: str, kto: bool, tokenizer, max_length: int, skip_invalid: 
     sequences: list[RenderedSequence] = []
     if not kto:
         for pair in records:
-            sequences += [render_completion(tokenizer, pair.prompt, pair.chosen),
-                          render_completion(tokenizer, pair.prompt, pair.rejected)]  # fmt: skip
+            sequences += [
+                render_completion(tokenizer, pair.prompt, pair.chosen),
+                render_completion(tokenizer, pair.prompt, pair.rejected),
+            ]
         return GroupData(sequences)
     if len(records) < 2:
         raise ValueError(f"{path}: KTO needs at least 2 records to estimate its KL baseline")
     for i, record in enumerate(records):
         mismatched_prompt = records[(i + 1) % len(records)].prompt
-        sequences += [render_completion(tokenizer, record.prompt, record.completion),
-                      render_completion(tokenizer, mismatched_prompt, record.completion)]  # fmt: skip
+        sequences += [
+            render_completion(tokenizer, record.prompt, record.completion),
+            render_completion(tokenizer, mismatched_prompt, record.completion),
+        ]
         if len(sequences[-1]) > max_length:
-            raise DataError(record.source, "completion", f"with the next record's prompt (the KL term) it is "
-                            f"{len(sequences[-1])} tokens, longer than max_length {max_length}")  # fmt: skip
+            raise DataError(
+                record.source,
+                "completion",
+                f"with the next record's prompt (the KL term) it is "
+                f"{len(sequences[-1])} tokens, longer than max_length {max_length}",
+            )
     return GroupData(sequences, torch.tensor([r.label for r in records]))

@@ -13,14 +13,18 @@ from posttrain.rounds import Scorer, sample_groups
 from posttrain.types import RLTask
 
 
-def pass_rates(sampler, score: Scorer, tasks: Sequence[RLTask], k: int, sampled: SamplingParams,
-               greedy: SamplingParams) -> dict[str, float]:  # fmt: skip
+def pass_rates(
+    sampler, score: Scorer, tasks: Sequence[RLTask], k: int, sampled: SamplingParams, greedy: SamplingParams
+) -> dict[str, float]:
     """`eval/pass@1` and `eval/pass@k` over k samples per task (`sampled`), `eval/greedy_accuracy` (`greedy`)."""
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
     groups = sample_groups(sampler, score, tasks, k, sampled, timings)
     correct = [[s.metrics["correct"] for s in g.scores] for g in groups]
     greedy_groups = sample_groups(sampler, score, tasks, 1, greedy, timings)
-    return {"eval/pass@1": sum(map(sum, correct)) / (k * len(correct)),
-            f"eval/pass@{k}": sum(any(c) for c in correct) / len(correct),
-            "eval/greedy_accuracy": sum(g.scores[0].metrics["correct"] for g in greedy_groups) / len(greedy_groups),
-            "eval/n": len(tasks), "eval/time_s": sum(timings.values())}  # fmt: skip
+    return {
+        "eval/pass@1": sum(map(sum, correct)) / (k * len(correct)),
+        f"eval/pass@{k}": sum(any(c) for c in correct) / len(correct),
+        "eval/greedy_accuracy": sum(g.scores[0].metrics["correct"] for g in greedy_groups) / len(greedy_groups),
+        "eval/n": len(tasks),
+        "eval/time_s": sum(timings.values()),
+    }

@@ -121,9 +121,14 @@ def policy_loss(
     if kl_beta != 0.0 and ref_logprobs_B_T is None:
         raise ValueError("kl_beta != 0 needs ref_logprobs_B_T")
     terms_B_T, ratio, advantages_B_1 = clipped_surrogate(
-        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T,
-        eps_low=eps_low, eps_high=eps_high, ratio_level=ratio_level,
-    )  # fmt: skip
+        logprobs_B_T,
+        old_logprobs_B_T,
+        advantages_B,
+        mask_B_T,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        ratio_level=ratio_level,
+    )
     clip_low = (ratio < 1.0 - eps_low) & (advantages_B_1 < 0)
     clip_high = (ratio > 1.0 + eps_high) & (advantages_B_1 > 0)
     metrics = {
@@ -156,9 +161,16 @@ def grpo_loss(
     TRL: `loss_type="grpo"` (not TRL's default, which is "dapo"). The paper clips symmetrically (ε = 0.2).
     """
     return policy_loss(
-        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, reduction=sequence_mean_of_token_means,
-        eps_low=eps_low, eps_high=eps_high, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
-    )  # fmt: skip
+        logprobs_B_T,
+        old_logprobs_B_T,
+        advantages_B,
+        mask_B_T,
+        reduction=sequence_mean_of_token_means,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        ref_logprobs_B_T=ref_logprobs_B_T,
+        kl_beta=kl_beta,
+    )
 
 
 def dr_grpo_loss(
@@ -183,10 +195,16 @@ def dr_grpo_loss(
     """
     normalizer = (num_sequences or logprobs_B_T.shape[0]) * max_completion_length
     return policy_loss(
-        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T,
+        logprobs_B_T,
+        old_logprobs_B_T,
+        advantages_B,
+        mask_B_T,
         reduction=functools.partial(masked_token_mean, normalizer=normalizer),
-        eps_low=eps_low, eps_high=eps_high, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
-    )  # fmt: skip
+        eps_low=eps_low,
+        eps_high=eps_high,
+        ref_logprobs_B_T=ref_logprobs_B_T,
+        kl_beta=kl_beta,
+    )
 
 
 def dapo_loss(
@@ -208,10 +226,16 @@ def dapo_loss(
     Dynamic sampling and the overlong penalty of DAPO are the rollout's business, not the loss's.
     """
     return policy_loss(
-        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T,
+        logprobs_B_T,
+        old_logprobs_B_T,
+        advantages_B,
+        mask_B_T,
         reduction=functools.partial(masked_token_mean, normalizer=num_tokens),
-        eps_low=eps_low, eps_high=eps_high, ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
-    )  # fmt: skip
+        eps_low=eps_low,
+        eps_high=eps_high,
+        ref_logprobs_B_T=ref_logprobs_B_T,
+        kl_beta=kl_beta,
+    )
 
 
 def gspo_loss(
@@ -231,9 +255,17 @@ def gspo_loss(
     so it stays much closer to 1 than they do. TRL: `loss_type="grpo", importance_sampling_level="sequence"`.
     """
     return policy_loss(
-        logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, reduction=sequence_mean_of_token_means,
-        eps_low=eps_low, eps_high=eps_high, ratio_level="sequence", ref_logprobs_B_T=ref_logprobs_B_T, kl_beta=kl_beta,
-    )  # fmt: skip
+        logprobs_B_T,
+        old_logprobs_B_T,
+        advantages_B,
+        mask_B_T,
+        reduction=sequence_mean_of_token_means,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        ratio_level="sequence",
+        ref_logprobs_B_T=ref_logprobs_B_T,
+        kl_beta=kl_beta,
+    )
 
 
 @dataclass(frozen=True)
@@ -249,8 +281,9 @@ class PolicyLoss:
 
 POLICY_LOSSES = {
     "grpo": PolicyLoss(grpo_loss, (0.2, 0.2), "group", lambda n, t, m: {}, True),
-    "dr_grpo": PolicyLoss(dr_grpo_loss, (0.2, 0.2), "centered",
-                          lambda n, t, m: {"num_sequences": n, "max_completion_length": m}, False),
+    "dr_grpo": PolicyLoss(
+        dr_grpo_loss, (0.2, 0.2), "centered", lambda n, t, m: {"num_sequences": n, "max_completion_length": m}, False
+    ),
     "dapo": PolicyLoss(dapo_loss, (0.2, 0.28), "group", lambda n, t, m: {"num_tokens": t}, False),
     "gspo": PolicyLoss(gspo_loss, (3e-4, 4e-4), "group", lambda n, t, m: {}, True),
-}  # fmt: skip
+}

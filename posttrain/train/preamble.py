@@ -51,8 +51,9 @@ class Run:
     def policy(self, spec: str | None = None, seed: int | None = None):
         """(model, tokenizer) to train: `spec` (default the config's model), seeded, LoRA and checkpointing as set."""
         seed = self.config.seed if seed is None else seed
-        return build_policy(spec or self.config.model, self.device, seed, lora_spec(self.config),
-                            self.config.gradient_checkpointing)  # fmt: skip
+        return build_policy(
+            spec or self.config.model, self.device, seed, lora_spec(self.config), self.config.gradient_checkpointing
+        )
 
     def optimization(self, model, total_steps: int):
         """AdamW and its warmup-cosine schedule over `total_steps`, from the config's keys."""
@@ -62,14 +63,16 @@ class Run:
     def settings(self, total_steps: int, desc: str, grad_accum: int = 1, eval_every: int = 0) -> LoopSettings:
         """The shared loop's settings for `total_steps` optimizer steps."""
         c = self.config
-        return LoopSettings(total_steps, grad_accum, eval_every, c.save_every, c.keep_last, c.resume, c.trackers,
-                            c.progress, desc=desc)  # fmt: skip
+        return LoopSettings(
+            total_steps, grad_accum, eval_every, c.save_every, c.keep_last, c.resume, c.trackers, c.progress, desc=desc
+        )
 
     def note(self, **extra: Any) -> None:
         """Add facts learnt while loading (counts of skipped records, ...) to `manifest.json`."""
         self.notes.update(extra)
-        write_manifest(self.dir, self.stage, self.config.model, self.inputs,
-                       {"precision": self.precision, **self.notes})  # fmt: skip
+        write_manifest(
+            self.dir, self.stage, self.config.model, self.inputs, {"precision": self.precision, **self.notes}
+        )
 
 
 def open_run(config: Any, stage: str, inputs: dict[str, str]) -> Run:
@@ -86,8 +89,14 @@ def open_run(config: Any, stage: str, inputs: dict[str, str]) -> Run:
 MicroLoss = Callable[[Any], tuple[torch.Tensor, dict[str, float]]]
 
 
-def accumulate_and_step(run: Run, model, optimizer, scheduler, micro_batches: Sequence, micro_loss: MicroLoss,
-                        ) -> dict[str, float]:  # fmt: skip
+def accumulate_and_step(
+    run: Run,
+    model,
+    optimizer,
+    scheduler,
+    micro_batches: Sequence,
+    micro_loss: MicroLoss,
+) -> dict[str, float]:
     """Backward through each micro-batch's loss, then one clipped optimizer step.
 
     `micro_loss(batch)` runs under the run's autocast on a batch already on the device, and returns its loss,

@@ -62,8 +62,7 @@ def cached_reference(run_dir: Path, key: str, compute) -> torch.Tensor:
     tmp = ref_path.with_name(".reference_logps.pt.tmp")
     torch.save(ref, tmp)
     os.replace(tmp, ref_path)
-    atomic_write_json(meta_path, {"sequences": len(ref), "seconds": time.perf_counter() - started,
-                                  "fingerprint": key})  # fmt: skip
+    atomic_write_json(meta_path, {"sequences": len(ref), "seconds": time.perf_counter() - started, "fingerprint": key})
     return ref
 
 
