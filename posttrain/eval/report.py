@@ -24,15 +24,13 @@ through as markup.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
+from posttrain.eval import page as h
 from posttrain.eval.plots import Estimate, TradeoffPoint, curves_png, diversity_png, pareto_front, tradeoff_png
 from posttrain.io import atomic_write_text
 
@@ -55,37 +53,6 @@ CURVE_KEYS = (
 )
 ROUND_NESTED = ("diversity",)  # nested round.json dicts worth a column; final_step repeats the curves' last row
 SAMPLES_PER_SUITE, PROMPT_CHARS, REPLY_CHARS = 2, 240, 480
-
-CSS = """
-body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif; color: #222;
-       max-width: 1240px; margin: 0 auto; padding: 16px 28px 48px; background: #fff; }
-h1 { font-size: 24px; margin: 8px 0 4px; }
-h2 { font-size: 19px; margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 2px solid #e3e6ea; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-nav a { margin-right: 14px; color: #1f5fa8; text-decoration: none; }
-.meta, .note, figcaption { color: #5a6270; font-size: 13px; }
-table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
-th, td { border: 1px solid #dde1e6; padding: 4px 9px; text-align: left; vertical-align: top; }
-th { background: #f1f3f6; font-weight: 600; }
-tr:nth-child(even) td { background: #fafbfc; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.text { white-space: pre-wrap; word-break: break-word; max-width: 460px; font-family: ui-monospace, Menlo,
-          "DejaVu Sans Mono", monospace; font-size: 12px; }
-.ci { color: #6b7380; font-size: 12px; }
-.bar { display: inline-block; height: 9px; background: #7aa6d8; border-radius: 2px; margin-left: 8px; }
-.badge { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 12px; color: #fff; }
-.done, .pass { background: #2e8b57; } .reused { background: #4a78b5; }
-.failed, .fail { background: #c0392b; } .gated { background: #d68910; } .unknown { background: #888; }
-img { max-width: 100%; border: 1px solid #eef0f3; }
-figure { margin: 8px 0 16px; }
-details { margin: 6px 0; } summary { cursor: pointer; font-weight: 600; }
-pre { background: #f6f8fa; padding: 8px; font-size: 12px; overflow-x: auto; }
-ul.tree { list-style: none; padding-left: 18px; } ul.tree li::before { content: "└ "; color: #999; }
-"""
-
-
-class Html(str):
-    """Markup built by this module; every other string is escaped on output."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +78,7 @@ def write_report(root: Path) -> Path:
         ("lineage", "Lineage", lineage_section(lineage)),
     ]
     out = root / "report.html"
-    atomic_write_text(out, page(lineage, sections))
+    atomic_write_text(out, h.page(lineage, sections))
     return out
 
 
@@ -163,108 +130,33 @@ def stage_metrics(run_dir: Path) -> tuple[list[dict], list[tuple[float, str]], l
     return rows, boundaries, rounds
 
 
-# ---------------------------------------------------------------- small HTML helpers
-
-
-def _text(x) -> str:
-    return x if isinstance(x, Html) else html.escape("" if x is None else str(x))
-
-
-def _join(parts: Iterable) -> Html:
-    return Html("".join(_text(p) for p in parts))
-
-
-def _tag(name: str, content, **attrs) -> Html:
-    attributes = "".join(f' {k.rstrip("_")}="{html.escape(str(v))}"' for k, v in attrs.items())
-    return Html(f"<{name}{attributes}>{_text(content)}</{name}>")
-
-
-def _table(header: Sequence | None, rows: Iterable[Sequence]) -> Html:
-    """A table (without a header row when `header` is None); a cell is text, Html, or a (content, class) pair."""
-    head = [_tag("tr", _join(_tag("th", h) for h in header))] if header is not None else []
-    body = (_tag("tr", _join(_cell(c) for c in row)) for row in rows)
-    return _tag("table", _join([*head, *body]))
-
-
-def _facts(pairs: Iterable[tuple[str, object]]) -> Html:
-    """A two-column key/value table, keys as row headers."""
-    rows = (_tag("tr", _join([_tag("th", key), _tag("td", value)])) for key, value in pairs)
-    return _tag("table", _join(rows))
-
-
-def _cell(cell) -> Html:
-    if isinstance(cell, tuple):
-        return _tag("td", cell[0], class_=cell[1])
-    return _tag("td", cell)
-
-
-def _note(text) -> Html:
-    return _tag("p", text, class_="note")
-
-
-def _image(png: bytes, alt: str, caption: str = "") -> Html:
-    data = base64.b64encode(png).decode("ascii")
-    img = Html(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
-    return _tag("figure", _join([img, _tag("figcaption", caption) if caption else ""]))
-
-
-def _badge(status) -> Html:
-    known = status in ("done", "reused", "failed", "gated", "pass", "fail")
-    return _tag("span", status or "unknown", class_=f"badge {status if known else 'unknown'}")
-
-
-def _fmt(x, digits: int = 3) -> str:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return "" if x is None else str(x)
-    return str(x) if isinstance(x, int) else f"{x:.{digits}f}"
-
-
-def _seconds(s) -> str:
-    if not isinstance(s, int | float):
-        return "—"
-    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
-
-
 # ---------------------------------------------------------------- sections
 
 
-def page(lineage: Mapping, sections: Sequence[tuple[str, str, Html]]) -> str:
-    """The whole document: head with inline style, title block, navigation, then the sections."""
-    title = f"posttrain report: {lineage.get('recipe') or lineage.get('output') or 'run'}"
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    meta = f"output {lineage.get('output', '?')} · posttrain {lineage.get('posttrain_version', '?')} · generated {generated}"
-    nav = _tag("nav", _join(_tag("a", label, href=f"#{anchor}") for anchor, label, _ in sections))
-    body = [_tag("h1", title), _tag("p", meta, class_="meta"), nav]
-    body += [_tag("section", _join([_tag("h2", label), content]), id=anchor) for anchor, label, content in sections]
-    head = Html('<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">')
-    head = _join([head, _tag("title", title), _tag("style", Html(CSS))])
-    return "<!DOCTYPE html>\n" + _tag("html", _join([_tag("head", head), _tag("body", _join(body))]), lang="en") + "\n"
-
-
-def stages_section(lineage: Mapping) -> Html:
+def stages_section(lineage: Mapping) -> h.Html:
     """The stage table (with wall-time bars and gate counts) and the gate table."""
     stages = lineage.get("stages", [])
     if not stages:
-        return _note("The recipe has no stages.")
+        return h.note("The recipe has no stages.")
     longest = max((s.get("seconds") or 0 for s in stages), default=0) or 1
     rows = [_stage_row(s, longest) for s in stages]
     total = sum(s.get("seconds") or 0 for s in stages)
-    rows.append([Html("<b>total</b>"), "", "", "", (_seconds(total), "num"), "", "", ""])
+    rows.append([h.Html("<b>total</b>"), "", "", "", (h.seconds(total), "num"), "", "", ""])
     header = ["stage", "kind", "from", "status", "wall time", "finished", "gates", "eval"]
-    return _join([_table(header, rows), gates_table(stages)])
+    return h.join([h.table(header, rows), gates_table(stages)])
 
 
 def _stage_row(stage: Mapping, longest: float) -> list:
     seconds = stage.get("seconds")
     width = round(120 * (seconds or 0) / longest)
-    time = _join([_seconds(seconds), Html(f'<span class="bar" style="width:{width}px"></span>')])
+    time = h.join([h.seconds(seconds), h.Html(f'<span class="bar" style="width:{width}px"></span>')])
     gates = stage.get("gates") or []
     passed = sum(bool(g.get("passed")) for g in gates)
     return [
-        Html(f"<b>{_text(stage.get('name'))}</b>"),
+        h.Html(f"<b>{h.text(stage.get('name'))}</b>"),
         stage.get("kind"),
         stage.get("parent"),
-        _badge(stage.get("status")),
+        h.badge(stage.get("status")),
         (time, "num"),
         stage.get("finished_at") or "—",
         f"{passed}/{len(gates)} passed" if gates else "—",
@@ -272,19 +164,21 @@ def _stage_row(stage: Mapping, longest: float) -> list:
     ]
 
 
-def gates_table(stages: Sequence[Mapping]) -> Html:
+def gates_table(stages: Sequence[Mapping]) -> h.Html:
     """Every gate rule with its verdict; empty when the recipe has none."""
     rows = [
-        [s.get("name"), g.get("rule"), _badge("pass" if g.get("passed") else "fail"), g.get("detail", "")]
+        [s.get("name"), g.get("rule"), h.badge("pass" if g.get("passed") else "fail"), g.get("detail", "")]
         for s in stages
         for g in s.get("gates") or []
     ]
     return (
-        _join([_tag("h3", "Gates"), _table(["after stage", "rule", "verdict", "detail"], rows)]) if rows else Html("")
+        h.join([h.tag("h3", "Gates"), h.table(["after stage", "rule", "verdict", "detail"], rows)])
+        if rows
+        else h.Html("")
     )
 
 
-def curves_section(root: Path, lineage: Mapping) -> Html:
+def curves_section(root: Path, lineage: Mapping) -> h.Html:
     """Per stage, its training curves (rounds end to end) and its round stats; stages without metrics are listed."""
     parts, skipped = [], []
     for stage in lineage.get("stages", []):
@@ -293,29 +187,29 @@ def curves_section(root: Path, lineage: Mapping) -> Html:
         if png is None:
             skipped.append(stage["name"])
             continue
-        parts += [_tag("h3", f"{stage['name']} ({stage.get('kind', '?')})")]
+        parts += [h.tag("h3", f"{stage['name']} ({stage.get('kind', '?')})")]
         caption = f"{len(rows)} steps" + (
             f" over {len(boundaries)} rounds; dashed lines mark round starts" if boundaries else ""
         )
-        parts += [_image(png, f"training curves of {stage['name']}", caption), rounds_table(rounds)]
+        parts += [h.image(png, f"training curves of {stage['name']}", caption), rounds_table(rounds)]
     if skipped:
-        parts.append(_note(f"No training metrics for: {', '.join(skipped)} (data-building, reused or failed stages)."))
-    return _join(parts)
+        parts.append(h.note(f"No training metrics for: {', '.join(skipped)} (data-building, reused or failed stages)."))
+    return h.join(parts)
 
 
 def _scalars(d: Mapping, prefix: str = "") -> dict:
     return {f"{prefix}{k}": v for k, v in d.items() if isinstance(v, int | float | str | bool) or v is None}
 
 
-def rounds_table(rounds: Sequence[Mapping]) -> Html:
+def rounds_table(rounds: Sequence[Mapping]) -> h.Html:
     """The round.json stats of an iterated stage, one row per round."""
     if not rounds:
-        return Html("")
+        return h.Html("")
     flat = [
         _scalars(r) | {k: v for n in ROUND_NESTED for k, v in _scalars(r.get(n) or {}, f"{n}.").items()} for r in rounds
     ]
     keys = list(dict.fromkeys(k for f in flat for k in f))
-    return _table(keys, ([(_fmt(f.get(k)), "num") for k in keys] for f in flat))
+    return h.table(keys, ([(h.fmt(f.get(k)), "num") for k in keys] for f in flat))
 
 
 def _suite_order(checkpoints: Sequence[Checkpoint]) -> list[str]:
@@ -325,21 +219,21 @@ def _suite_order(checkpoints: Sequence[Checkpoint]) -> list[str]:
 
 def _metric_cell(metric) -> tuple:
     if not isinstance(metric, Mapping):
-        return (_fmt(metric) or "—", "num")
-    parts = [_fmt(metric.get("value"))]
+        return (h.fmt(metric) or "—", "num")
+    parts = [h.fmt(metric.get("value"))]
     if "ci95_low" in metric:
-        interval = f"[{_fmt(metric['ci95_low'])}, {_fmt(metric.get('ci95_high'))}]"
-        parts += [" ", _tag("span", interval, class_="ci")]
+        interval = f"[{h.fmt(metric['ci95_low'])}, {h.fmt(metric.get('ci95_high'))}]"
+        parts += [" ", h.tag("span", interval, class_="ci")]
     if "n" in metric:
-        parts += [" ", _tag("span", f"{metric.get('k', '?')}/{metric['n']}", class_="ci")]
-    return (_join(parts), "num")
+        parts += [" ", h.tag("span", f"{metric.get('k', '?')}/{metric['n']}", class_="ci")]
+    return (h.join(parts), "num")
 
 
-def eval_section(checkpoints: Sequence[Checkpoint]) -> Html:
+def eval_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
     """One row per suite metric, one column per evaluated checkpoint: value [95% interval] k/n."""
     evaluated = [c for c in checkpoints if c.eval.get("suites")]
     if not evaluated:
-        return _note("No checkpoint was evaluated.")
+        return h.note("No checkpoint was evaluated.")
     rows = []
     for suite in _suite_order(evaluated):
         metrics = list(
@@ -348,15 +242,15 @@ def eval_section(checkpoints: Sequence[Checkpoint]) -> Html:
         for metric in metrics:
             cells = [c.eval["suites"].get(suite, {}).get("metrics", {}).get(metric) for c in evaluated]
             rows.append([suite, metric, *[_metric_cell(m) if m is not None else ("—", "num") for m in cells]])
-    rows.append(["", "eval time", *[(_seconds(c.eval.get("seconds")), "num") for c in evaluated]])
-    notes = [_note("Rates with their 95% Wilson interval and k/n; — marks a suite the checkpoint was not run on.")]
+    rows.append(["", "eval time", *[(h.seconds(c.eval.get("seconds")), "num") for c in evaluated]])
+    notes = [h.note("Rates with their 95% Wilson interval and k/n; — marks a suite the checkpoint was not run on.")]
     missing = [s for s in SUITES if s not in _suite_order(evaluated)]
     if missing:
-        notes.append(_note(f"Suites not in this recipe: {', '.join(missing)}."))
+        notes.append(h.note(f"Suites not in this recipe: {', '.join(missing)}."))
     unevaluated = [c.name for c in checkpoints if not c.eval.get("suites")]
     if unevaluated:
-        notes.append(_note(f"Not evaluated: {', '.join(unevaluated)}."))
-    return _join([_table(["suite", "metric", *[c.name for c in evaluated]], rows), *notes])
+        notes.append(h.note(f"Not evaluated: {', '.join(unevaluated)}."))
+    return h.join([h.table(["suite", "metric", *[c.name for c in evaluated]], rows), *notes])
 
 
 def _estimate(metric) -> Estimate | None:
@@ -399,12 +293,12 @@ def tradeoff_point(checkpoint: Checkpoint) -> TradeoffPoint:
     return TradeoffPoint(checkpoint.name, capability, _mean(harmful), over)
 
 
-def tradeoff_section(checkpoints: Sequence[Checkpoint]) -> Html:
+def tradeoff_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
     """The Pareto-style plot, a table of its numbers (frontier marked) and notes on what is missing."""
     points = [tradeoff_point(c) for c in checkpoints if c.eval.get("suites")]
     png = tradeoff_png(points)
     if png is None:
-        return _note(
+        return h.note(
             "No checkpoint has both a capability (arithmetic) and a safety (refusal, harmbench, "
             "over_refusal) measurement, so there is no trade-off to plot."
         )
@@ -413,9 +307,9 @@ def tradeoff_section(checkpoints: Sequence[Checkpoint]) -> Html:
         "no other checkpoint is at least as capable and at least as safe. Harmful compliance is the mean over "
         "the refusal and harmbench suites present (its bars the mean of their interval ends)."
     )
-    return _join(
+    return h.join(
         [
-            _image(png, "capability against harmful compliance and over-refusal", caption),
+            h.image(png, "capability against harmful compliance and over-refusal", caption),
             _tradeoff_table(points),
             *_tradeoff_notes(points),
         ]
@@ -428,19 +322,19 @@ def _frontier_names(points: Sequence[TradeoffPoint], attr: str) -> set[str]:
     return {drawn[i].label for i in front}
 
 
-def _tradeoff_table(points: Sequence[TradeoffPoint]) -> Html:
+def _tradeoff_table(points: Sequence[TradeoffPoint]) -> h.Html:
     fronts = {attr: _frontier_names(points, attr) for attr in ("harmful", "over_refusal")}
     rows = []
     for p in points:
         on = [
             label for attr, label in (("harmful", "harm"), ("over_refusal", "over-refusal")) if p.label in fronts[attr]
         ]
-        cells = [(_fmt(e.value) if e else "—", "num") for e in (p.capability, p.harmful, p.over_refusal)]
+        cells = [(h.fmt(e.value) if e else "—", "num") for e in (p.capability, p.harmful, p.over_refusal)]
         rows.append([p.label, *cells, ", ".join(on) or "—"])
-    return _table(["checkpoint", "capability ↑", "harmful compliance ↓", "over-refusal ↓", "on frontier"], rows)
+    return h.table(["checkpoint", "capability ↑", "harmful compliance ↓", "over-refusal ↓", "on frontier"], rows)
 
 
-def _tradeoff_notes(points: Sequence[TradeoffPoint]) -> list[Html]:
+def _tradeoff_notes(points: Sequence[TradeoffPoint]) -> list[h.Html]:
     notes = []
     for attr, what in (
         ("capability", "capability"),
@@ -449,26 +343,26 @@ def _tradeoff_notes(points: Sequence[TradeoffPoint]) -> list[Html]:
     ):
         missing = [p.label for p in points if getattr(p, attr) is None]
         if missing:
-            notes.append(_note(f"No {what} measurement for: {', '.join(missing)}."))
+            notes.append(h.note(f"No {what} measurement for: {', '.join(missing)}."))
     return notes
 
 
-def diversity_section(checkpoints: Sequence[Checkpoint]) -> Html:
+def diversity_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
     """The diversity suite per checkpoint: a table and grouped bars."""
     have = [c for c in checkpoints if "diversity" in c.eval.get("suites", {})]
     if not have:
-        return _note("No diversity suite was run.")
+        return h.note("No diversity suite was run.")
     metrics = {c.name: c.eval["suites"]["diversity"].get("metrics", {}) for c in have}
     names = list(dict.fromkeys(m for ms in metrics.values() for m in ms))
     values = {m: [_value(metrics[c.name].get(m)) for c in have] for m in names}
-    rows = [[c.name, *[(_fmt(values[m][i]) or "—", "num") for m in names]] for i, c in enumerate(have)]
-    parts = [_table(["checkpoint", *names], rows)]
+    rows = [[c.name, *[(h.fmt(values[m][i]) or "—", "num") for m in names]] for i, c in enumerate(have)]
+    parts = [h.table(["checkpoint", *names], rows)]
     png = diversity_png([c.name for c in have], values)
     if png:
         parts.append(
-            _image(png, "diversity per checkpoint", "distinct-n: higher is more diverse; self-BLEU: lower is.")
+            h.image(png, "diversity per checkpoint", "distinct-n: higher is more diverse; self-BLEU: lower is.")
         )
-    return _join(parts)
+    return h.join(parts)
 
 
 def _clip(text, limit: int) -> str:
@@ -481,7 +375,7 @@ def _verdict(item: Mapping) -> str:
     return " · ".join(marks + ([f"failure: {item['failure']}"] if item.get("failure") else []))
 
 
-def samples_section(checkpoints: Sequence[Checkpoint]) -> Html:
+def samples_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
     """Per checkpoint, the first items of a few suites: prompt, reply (both escaped and truncated) and verdict."""
     parts = []
     for c in checkpoints:
@@ -498,36 +392,36 @@ def samples_section(checkpoints: Sequence[Checkpoint]) -> Html:
             for i, item in enumerate(suites.get(suite, {}).get("items", [])[:SAMPLES_PER_SUITE])
         ]
         if rows:
-            table = _table(["suite", "id", "prompt", "reply", "verdict"], rows)
-            parts.append(Html(f"<details open><summary>{_text(c.name)}</summary>{table}</details>"))
-    return _join(parts) if parts else _note("No evaluated items to show.")
+            table = h.table(["suite", "id", "prompt", "reply", "verdict"], rows)
+            parts.append(h.Html(f"<details open><summary>{h.text(c.name)}</summary>{table}</details>"))
+    return h.join(parts) if parts else h.note("No evaluated items to show.")
 
 
-def _tree(stages: Sequence[Mapping], parent: str) -> Html:
+def _tree(stages: Sequence[Mapping], parent: str) -> h.Html:
     children = [s for s in stages if s.get("parent", "base") == parent]
     if not children:
-        return Html("")
+        return h.Html("")
     items = (
-        _tag(
+        h.tag(
             "li",
-            _join(
+            h.join(
                 [
-                    Html(f"<b>{_text(s['name'])}</b> "),
+                    h.Html(f"<b>{h.text(s['name'])}</b> "),
                     f"({s.get('kind', '?')}) ",
-                    _badge(s.get("status")),
+                    h.badge(s.get("status")),
                     _tree(stages, s["name"]),
                 ]
             ),
         )
         for s in children
     )
-    return _tag("ul", _join(items), class_="tree")
+    return h.tag("ul", h.join(items), class_="tree")
 
 
-def lineage_section(lineage: Mapping) -> Html:
+def lineage_section(lineage: Mapping) -> h.Html:
     """The run's provenance, the stage tree from the base model, and each stage's inputs, fingerprint and config."""
     base = lineage.get("base", {})
-    facts = _facts(
+    facts = h.facts(
         [
             ("recipe", lineage.get("recipe")),
             ("output", lineage.get("output")),
@@ -538,26 +432,26 @@ def lineage_section(lineage: Mapping) -> Html:
         ]
     )
     stages = lineage.get("stages", [])
-    tree = _tag("div", _join([Html("<b>base</b> "), f"({base.get('model', '?')})", _tree(stages, "base")]))
+    tree = h.tag("div", h.join([h.Html("<b>base</b> "), f"({base.get('model', '?')})", _tree(stages, "base")]))
     header = ["stage", "from", "started from", "inputs (sha256 prefix)", "fingerprint", "final"]
-    table = _table(header, (_lineage_row(s) for s in stages))
+    table = h.table(header, (_lineage_row(s) for s in stages))
     configs = [_config_details(s) for s in stages]
-    return _join([facts, _tag("h3", "Stage tree"), tree, _tag("h3", "Stages"), table, *configs])
+    return h.join([facts, h.tag("h3", "Stage tree"), tree, h.tag("h3", "Stages"), table, *configs])
 
 
-def _inputs(stage: Mapping) -> Html:
+def _inputs(stage: Mapping) -> h.Html:
     lines = []
     for name, spec in (stage.get("inputs") or {}).items():
         spec = spec if isinstance(spec, Mapping) else {"path": spec}
         digest = f" ({spec['sha256'][:12]})" if spec.get("sha256") else ""
-        lines.append(_text(f"{name}: {spec.get('path')}{digest}"))
-    return Html("<br>".join(lines) or "—")
+        lines.append(h.text(f"{name}: {spec.get('path')}{digest}"))
+    return h.Html("<br>".join(lines) or "—")
 
 
 def _lineage_row(stage: Mapping) -> list:
     fingerprint = (stage.get("fingerprint") or "—")[:16]
     return [
-        Html(f"<b>{_text(stage.get('name'))}</b>"),
+        h.Html(f"<b>{h.text(stage.get('name'))}</b>"),
         stage.get("parent", "base"),
         stage.get("model"),
         _inputs(stage),
@@ -566,7 +460,7 @@ def _lineage_row(stage: Mapping) -> list:
     ]
 
 
-def _config_details(stage: Mapping) -> Html:
+def _config_details(stage: Mapping) -> h.Html:
     config = json.dumps(stage.get("config") or {}, indent=2, sort_keys=True, ensure_ascii=False)
-    summary = _tag("summary", f"resolved config of {stage.get('name')}")
-    return _tag("details", _join([summary, _tag("pre", config)]))
+    summary = h.tag("summary", f"resolved config of {stage.get('name')}")
+    return h.tag("details", h.join([summary, h.tag("pre", config)]))
