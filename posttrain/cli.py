@@ -1,8 +1,9 @@
 """The `posttrain` command: one subcommand per registered stage (`posttrain.registry`), plus the commands that
 work on stages: `run` (a recipe), `demo` (the shipped demo recipe), `eval`, `report` and `validate`.
 
-Exit codes: 0 done; 1 a stage failed on its data or files; 2 bad command-line input or recipe (nothing written),
-or a command not built yet; 3 a recipe gate tripped (everything so far kept).
+Exit codes: 0 done; 1 a stage failed on its data or files; 2 bad input (a recipe, a config key or a flag value:
+refused before anything is written), a recipe stage whose settings or inputs changed since it ran, or a command
+not built yet; 3 a recipe gate tripped (everything so far kept).
 """
 
 from __future__ import annotations
@@ -102,12 +103,8 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="runs/demo", help="the demo's run directory")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.set_defaults(
-        run=_run_demo, recipe=str(RECIPES / "demo.yaml"), start=None, until=None, force=[], dry_run=False
+        run=_run_recipe, recipe=str(RECIPES / "demo.yaml"), start=None, until=None, force=[], dry_run=False
     )
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    return _run_recipe(args)
 
 
 def _add_eval(parser: argparse.ArgumentParser) -> None:

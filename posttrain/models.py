@@ -54,13 +54,19 @@ def load_policy(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model and its tokenizer from a spec (HF dir, `smollm2-135m-instruct` or a tiny preset)."""
     model_dir = resolve_model_dir(spec)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn_implementation)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     if lora is not None:
         model = apply_lora(model, lora)
     return model, tokenizer
+
+
+def load_tokenizer(spec: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """A spec's tokenizer (and chat template) without its weights; the pad token falls back to the end token."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(spec))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def resolve_model_dir(spec: str | os.PathLike) -> Path:

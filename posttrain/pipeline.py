@@ -23,6 +23,7 @@ import json
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +38,7 @@ from posttrain.train.config import config_to_dict
 from posttrain.train.manifest import file_sha256, git_revision
 
 log = logging.getLogger("posttrain.pipeline")
-VOLATILE = ("progress", "resume", "trackers")  # config keys that do not change what a stage computes
+VOLATILE = ("progress", "resume", "trackers", "save_every", "keep_last", "eval_every")  # do not change the model
 
 
 class GateTripped(RuntimeError):
@@ -71,7 +72,7 @@ def fingerprints(recipe: Recipe) -> dict[str, str]:
     """Every stage's fingerprint; the base's is its model spec's."""
     out = {"base": hashlib.sha256(recipe.model.encode()).hexdigest()}
     for stage in recipe.stages:
-        out[stage.name] = fingerprint(stage, out[stage.parent or "base"], recipe.output)
+        out[stage.name] = fingerprint(stage, out[stage.parent] if stage.parent else "", recipe.output)
     return out
 
 
@@ -83,10 +84,10 @@ def changes(before: dict, stage: PlannedStage, parent_changed: bool, root: Path,
 
 
 def decide(
-    recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root: Path, strict: bool = True
+    recipe: Recipe, previous: dict[str, dict], forced: set[str], old_root: Path, strict: set[str]
 ) -> dict[str, str]:
-    """For each stage: "run", "force", "resume" or "reuse". A changed stage that is not forced raises RecipeError,
-    or with `strict=False` (a dry run) gets the action "refuse" with what changed."""
+    """For each stage: "run", "force", "resume" or "reuse". A changed stage that is not forced raises RecipeError
+    when it is in `strict` (the stages about to run), else gets the action "refuse" with what changed."""
     prints, actions = fingerprints(recipe), {}
     for stage in recipe.stages:
         before = previous.get(stage.name)
@@ -97,7 +98,7 @@ def decide(
         elif before["fingerprint"] != prints[stage.name]:
             parent_changed = stage.parent is not None and before.get("parent_fingerprint") != prints[stage.parent]
             what = "; ".join(changes(before, stage, parent_changed, recipe.output, old_root)) or "its settings changed"
-            if not strict:
+            if stage.name not in strict:
                 actions[stage.name] = f"refuse ({what}; --force {stage.name} reruns it)"
                 continue
             raise RecipeError(
@@ -163,31 +164,34 @@ class Runner:
         if unknown:
             raise RecipeError(f"{self.recipe.path}: --force {unknown[0]!r}: no such stage")
         forced = set().union(*(names[names.index(f) :] for f in force)) if force else set()
-        actions = decide(self.recipe, self.entries, forced, self.old_root, strict=not dry_run)
         selected = select(self.recipe, start, until)
+        strict = set() if dry_run else {s.name for s in selected}
+        actions = decide(self.recipe, self.entries, forced, self.old_root, strict)
         if dry_run:
             print(plan_text(self.recipe, actions, selected))
             return self.root
-        for earlier in self.recipe.stages[: names.index(selected[0].name)]:
-            if actions[earlier.name] != "reuse":
-                raise RecipeError(
-                    f"{self.recipe.path}: --from {selected[0].name!r}: the earlier stage "
-                    f"{earlier.name!r} has not finished with these settings; run it first"
-                )
+        self.check_earlier(names[: names.index(selected[0].name)], actions, selected[0].name)
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.root / "recipe.yaml", self.recipe.path.read_text())
-        self.base_eval()
         try:
             for stage in selected:
                 self.stage(stage, actions[stage.name])
-        finally:
+        except GateTripped:
             self.finish()
+            raise
+        self.finish()
         return self.root
 
-    def base_eval(self) -> None:
-        """The starting model's evaluation, once."""
-        if self.recipe.suites:
-            self.evaluate("base", self.recipe.model, self.recipe.suites, self.prints["base"])
+    def check_earlier(self, earlier: Sequence[str], actions: dict[str, str], start: str) -> None:
+        """With --from: every earlier stage finished with these settings and passed its gates."""
+        for name in earlier:
+            if actions[name] != "reuse":
+                raise RecipeError(
+                    f"{self.recipe.path}: --from {start!r}: the earlier stage {name!r} has not finished with these "
+                    "settings; run it first"
+                )
+            if self.entries[name]["status"] == "gated":
+                raise RecipeError(f"{self.recipe.path}: --from {start!r}: the earlier stage {name!r} tripped a gate")
 
     def stage(self, stage: PlannedStage, action: str) -> None:
         """Run (or reuse) one stage, evaluate it and check its gates."""
@@ -195,11 +199,9 @@ class Runner:
         if action == "reuse" and not (self.root / entry["final"]).exists():
             action = "resume"  # it finished once, but its output was removed since
         entry |= self.reuse(stage) if action == "reuse" else self.execute(stage, action, entry)
-        entry["inputs"] = input_hashes(stage)
+        self.record(entry)  # done: a crash during evaluation does not train it again
         if stage.suites:
-            entry["eval"] = self.evaluate(
-                stage.name, str(self.root / stage.name / "final"), stage.suites, entry["fingerprint"]
-            )
+            entry["eval"] = self.evaluate(stage.name, str(self.root / stage.name / "final"), stage.suites, entry)
         entry["gates"] = [self.check(gate, stage.name) for gate in stage.gates]
         tripped = [g for g in entry["gates"] if not g["passed"]]
         self.record(entry | ({"status": "gated"} if tripped else {}))
@@ -210,11 +212,17 @@ class Runner:
             )
 
     def reuse(self, stage: PlannedStage) -> dict[str, Any]:
-        """The lineage facts of a stage that finished earlier with the same settings (its inputs checked again)."""
-        self.same_inputs(stage)
-        log.info("stage %s: reused (same settings and inputs)", stage.name)
+        """The lineage facts of a stage that finished earlier with the same settings, inputs and parent run."""
         before = self.entries[stage.name]
-        return {"status": "reused", "seconds": before.get("seconds"), "finished_at": before.get("finished_at")}
+        self.same_inputs(stage)
+        if stage.parent and before.get("parent_run") != self.run_of(stage.parent):
+            raise RecipeError(
+                f"{self.recipe.path}: stages.{stage.name}: its parent {stage.parent!r} was run again since it "
+                f"ran: rerun it with --force {stage.name}"
+            )
+        log.info("stage %s: reused (same settings, inputs and parent)", stage.name)
+        kept = ("run", "seconds", "finished_at", "inputs", "posttrain_version", "git_revision", "parent_run")
+        return {key: before.get(key) for key in kept} | {"status": "reused"}
 
     def execute(self, stage: PlannedStage, action: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Run the stage through the registry ("resume" continues from its checkpoints); returns its lineage facts."""
@@ -227,18 +235,25 @@ class Runner:
         if action == "force" and out.exists():
             shutil.rmtree(out)
         log.info("stage %s: %s", stage.name, action)
-        self.record(entry | {"status": "running"})
+        facts = {"run": uuid.uuid4().hex[:12], "parent_run": self.run_of(stage.parent) if stage.parent else None,
+                 "posttrain_version": __version__, "git_revision": git_revision()}  # fmt: skip
+        self.record(entry | facts | {"status": "running"})
         config = stage.config
         if "progress" in {f.name for f in dataclasses.fields(config)}:
             config = dataclasses.replace(config, progress=self.progress)
         started = time.perf_counter()
         final = stage.kind.run(config)
-        return {
+        return facts | {
             "status": "done",
             "seconds": time.perf_counter() - started,
             "final": _relative(final, self.root),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "inputs": input_hashes(stage),
         }
+
+    def run_of(self, name: str) -> str:
+        """The id of the execution whose model `name` holds now ("base" for the base model)."""
+        return "base" if name == "base" else self.entries[name].get("run")
 
     def same_inputs(self, stage: PlannedStage) -> None:
         """Refuse to reuse a stage whose input files changed since it ran."""
@@ -268,19 +283,30 @@ class Runner:
             "gates": [],
         }
 
-    def evaluate(self, name: str, model: str, suites: Sequence[str], key: str) -> str:
-        """`evals/NAME.json` for `model`, reused when it was written for the same fingerprint and suites."""
+    def evaluate(self, name: str, model: str, suites: Sequence[str], entry: dict[str, Any]) -> str:
+        """`evals/NAME.json` for `model`: reused only when written for the same execution, suites, limit and data."""
         from posttrain.eval.run import evaluate_model
 
         path = self.root / "evals" / f"{name}.json"
-        key = hashlib.sha256(f"{key}|{','.join(suites)}|{self.recipe.limit}".encode()).hexdigest()
+        key = f"{entry['run']}|{entry['fingerprint']}|{','.join(suites)}|{self.recipe.limit}|{self.eval_data_key()}"
+        key = hashlib.sha256(key.encode()).hexdigest()
         if not (path.exists() and json.loads(path.read_text()).get("fingerprint") == key):
-            result = evaluate_model(model, suites, limit=self.recipe.limit, progress=self.progress)
+            result = evaluate_model(model, suites, self.recipe.eval_data, self.recipe.limit, self.progress)
             atomic_write_json(path, result | {"fingerprint": key})
         return _relative(path, self.root)
 
+    def eval_data_key(self) -> str:
+        """A hash of the evaluation's set files (the recipe's `eval.data_dir`, else the cached demo sets)."""
+        from posttrain.eval.suites import SUITES, eval_sets
+
+        paths = eval_sets(self.recipe.eval_data)
+        files = sorted({SUITES[s].data for s in self.recipe.suites})
+        return hashlib.sha256("".join(str(file_sha256(paths[f])) for f in files).encode()).hexdigest()
+
     def check(self, gate: Gate, name: str) -> dict[str, Any]:
         """Whether `name`'s evaluation keeps `gate`, with the numbers."""
+        if gate.against == "base":
+            self.evaluate_base()
         now, then = self.metric(name, gate), self.metric(gate.against, gate)
         change = 100 * (now - then)
         passed = -change <= gate.max_drop if gate.max_drop is not None else change <= gate.max_rise
@@ -293,17 +319,23 @@ class Runner:
     def metric(self, name: str, gate: Gate) -> float:
         """The value of `gate`'s metric in evaluation `name`."""
         result = json.loads((self.root / "evals" / f"{name}.json").read_text())
-        try:
-            return result["suites"][gate.suite]["metrics"][gate.metric]["value"]
-        except KeyError as err:
-            raise RecipeError(
-                f"{self.recipe.path}: gate {gate.describe()!r}: evaluation {name!r} has no {gate.suite}.{gate.metric}"
-            ) from err
+        return result["suites"][gate.suite]["metrics"][gate.metric]["value"]
+
+    def evaluate_base(self) -> None:
+        """The starting model's evaluation (after the stages that build the evaluation data, if any)."""
+        self.evaluate(
+            "base", self.recipe.model, self.recipe.suites, {"run": "base", "fingerprint": self.prints["base"]}
+        )
 
     def record(self, entry: dict[str, Any]) -> None:
-        """Put `entry` into lineage.json (atomically), keeping the recipe's stage order."""
+        """Put `entry` into lineage.json."""
         self.entries[entry["name"]] = entry
+        self.write_lineage()
+
+    def write_lineage(self) -> None:
+        """lineage.json (atomically), the stages in the recipe's order."""
         stages = [self.entries[s.name] for s in self.recipe.stages if s.name in self.entries]
+        base_eval = self.root / "evals" / "base.json"
         atomic_write_json(
             self.root / "lineage.json",
             {
@@ -311,15 +343,16 @@ class Runner:
                 "output": str(self.root),
                 "posttrain_version": __version__,
                 "git_revision": git_revision(),
-                "base": {"model": self.recipe.model, "eval": "evals/base.json" if self.recipe.suites else None},
+                "base": {"model": self.recipe.model, "eval": "evals/base.json" if base_eval.exists() else None},
                 "stages": stages,
             },
         )
 
     def finish(self) -> None:
-        """The HTML report and the checkpoint table, from whatever was written."""
-        if not (self.root / "lineage.json").exists():
-            return
+        """The base model's evaluation if the recipe has one, the HTML report and the checkpoint table."""
+        if self.recipe.suites:
+            self.evaluate_base()
+            self.write_lineage()
         from posttrain.eval.report import write_report
         from posttrain.eval.table import checkpoint_table
 

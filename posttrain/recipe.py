@@ -83,6 +83,7 @@ class Recipe:
     model: str
     suites: tuple[str, ...]
     limit: int
+    eval_data: str | None  # a directory of the suites' set files (`eval.data_dir`); None: the cached demo sets
     stages: tuple[PlannedStage, ...]
 
     def stage(self, name: str) -> PlannedStage:
@@ -101,10 +102,13 @@ def load_recipe(path: str | Path, output: str | None = None) -> Recipe:
     suites, limit = _eval_block(doc.get("eval"), path)
     base = str(doc.get("model") or "smollm2-135m-instruct")
     names = [_name(block, i, path) for i, block in enumerate(doc["stages"])]
+    eval_data = (doc.get("eval") or {}).get("data_dir")
+    if eval_data is not None:
+        eval_data = _interpolate(str(eval_data), f"{path}: eval.data_dir", names, root)
     planned: list[PlannedStage] = []
     for i, block in enumerate(doc["stages"]):
         planned.append(_plan(block, f"{path}: stages[{i}] ({names[i]})", names, planned, root, base, suites))
-    return Recipe(path, root, base, suites, limit, tuple(planned))
+    return Recipe(path, root, base, suites, limit, eval_data, tuple(planned))
 
 
 def _read(path: Path) -> dict:
@@ -131,8 +135,8 @@ def _eval_block(block: Any, path: Path) -> tuple[tuple[str, ...], int]:
     if block is None:
         return (), 0
     if not isinstance(block, dict):
-        raise RecipeError(f"{path}: 'eval' must be a mapping with 'suites' (and 'limit')")
-    _known(block, {"suites", "limit"}, f"{path}: eval")
+        raise RecipeError(f"{path}: 'eval' must be a mapping with 'suites' (and 'limit', 'data_dir')")
+    _known(block, {"suites", "limit", "data_dir"}, f"{path}: eval")
     return _suites(block.get("suites", []), f"{path}: eval.suites"), int(block.get("limit", 0))
 
 
@@ -183,15 +187,10 @@ def _plan(
     except ValueError as err:
         raise RecipeError(str(err)) from err
     stage_suites = suites if block.get("eval", True) is True else _suites(block.get("eval") or [], f"{where}.eval")
-    gates = tuple(
-        _gate(g, f"{where}.gates[{j}]", [*names[: len(earlier)], "base"])
-        for j, g in enumerate(block.get("gates") or [])
-    )
-    if gates and not kind.trains_model:
+    if block.get("gates") and not kind.trains_model:
         raise RecipeError(f"{where}.gates: a stage without a model has no evaluation to gate on")
-    for j, gate in enumerate(gates):
-        if gate.suite not in stage_suites:
-            raise RecipeError(f"{where}.gates[{j}].suite: {gate.suite!r} is not evaluated after this stage")
+    evaluated = {"base": suites, name: stage_suites} | {s.name: s.suites for s in earlier if s.kind.trains_model}
+    gates = tuple(_gate(g, f"{where}.gates[{j}]", name, evaluated) for j, g in enumerate(block.get("gates") or []))
     return PlannedStage(name, kind, parent, config, stage_suites if kind.trains_model else (), gates)
 
 
@@ -230,15 +229,26 @@ def _interpolate(value: Any, where: str, earlier: list[str], root: Path) -> Any:
     return _REFERENCE.sub(directory, value)
 
 
-def _gate(block: Any, where: str, earlier: list[str]) -> Gate:
+def _gate(block: Any, where: str, stage: str, evaluated: dict[str, tuple[str, ...]]) -> Gate:
+    """A checked gate: its suite is evaluated after `stage` and after the one it compares against ("base" or an
+    earlier model stage: the keys of `evaluated`, each with its suites), its metric is one that suite reports."""
+    from posttrain.eval.suites import SUITES
+
     if not isinstance(block, dict):
         raise RecipeError(f"{where}: a gate is a mapping with suite, metric, against and max_drop or max_rise")
     _known(block, GATE_KEYS, where)
     missing = [k for k in ("suite", "metric", "against") if k not in block]
     if missing or ("max_drop" in block) == ("max_rise" in block):
         raise RecipeError(f"{where}: needs suite, metric, against and exactly one of max_drop, max_rise")
-    if block["against"] not in earlier:
-        raise RecipeError(f"{where}.against: {block['against']!r} is not 'base' or an earlier stage")
-    return Gate(
-        str(block["suite"]), str(block["metric"]), str(block["against"]), block.get("max_drop"), block.get("max_rise")
-    )
+    suite, metric, against = str(block["suite"]), str(block["metric"]), str(block["against"])
+    if against not in evaluated or against == stage:
+        raise RecipeError(f"{where}.against: {against!r} is not 'base' or an earlier stage with a model")
+    for name in (stage, against):
+        if suite not in evaluated[name]:
+            raise RecipeError(f"{where}.suite: {suite!r} is not evaluated after {name!r}")
+    if metric not in SUITES[suite].metrics:
+        raise RecipeError(f"{where}.metric: {suite!r} reports {', '.join(SUITES[suite].metrics)}, not {metric!r}")
+    limit = block.get("max_drop", block.get("max_rise"))
+    if isinstance(limit, bool) or not isinstance(limit, int | float):
+        raise RecipeError(f"{where}: max_drop / max_rise must be a number of percentage points, got {limit!r}")
+    return Gate(suite, metric, against, block.get("max_drop"), block.get("max_rise"))

@@ -26,7 +26,7 @@ class Stage:
     name: str
     help: str  # one line for `posttrain --help`
     load: Callable[[], tuple[type, StageRun]]  # imports the stage module only when asked
-    inputs: tuple[str, ...] = ()  # config keys that name input files: hashed into lineage and fingerprints
+    inputs: tuple[str, ...] = ()  # config keys that name input files: hashed into the lineage (a change refuses reuse)
     trains_model: bool = True  # takes a `model` and returns a final model directory
 
     @property

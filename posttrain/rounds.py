@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -81,6 +82,42 @@ def sample_groups(
     scores = score([t for t in tasks for _ in range(n)], [r for group in rollouts for r in group])
     timings["scoring_s"] += time.perf_counter() - started
     return [Group(t, rollouts[i], scores[i * n : (i + 1) * n]) for i, t in enumerate(tasks)]
+
+
+def informative(group: Group) -> bool:
+    """Whether the group's rewards differ: a group of equal rewards has zero advantages and carries no gradient."""
+    return len(set(group.rewards)) > 1
+
+
+@dataclass(frozen=True)
+class Refill:
+    """Where dynamic sampling draws more tasks from, how many groups it wants, how many extra rounds it may draw."""
+
+    pool: Sequence[RLTask]
+    want: int
+    max_rounds: int
+    rng: random.Random
+
+
+def refill_informative(
+    sampler, score: Scorer, first: list[Group], refill: Refill, params: Callable[[int], SamplingParams], timings
+) -> tuple[list[Group], dict[str, float]]:
+    """DAPO's dynamic sampling (§3.2): keep the informative groups of `first`, then sample groups for tasks drawn from
+    the pool, round r with `params(r)`, until `refill.want` are kept or `refill.max_rounds` rounds were drawn."""
+    kept, sampled, n = [g for g in first if informative(g)], len(first), len(first[0].rollouts)
+    for round_ in range(1, refill.max_rounds + 1):
+        if len(kept) >= refill.want:
+            break
+        indices = refill.rng.sample(range(len(refill.pool)), min(refill.want, len(refill.pool)))
+        more = sample_groups(sampler, score, [refill.pool[i] for i in indices], n, params(round_), timings)
+        sampled += len(more)
+        kept += [g for g in more if informative(g)]
+    dropped = 1.0 - sum(map(informative, first)) / len(first)
+    return kept[: refill.want], {
+        "sampled_groups": sampled,
+        "dropped_fraction": dropped,
+        "kept_groups": min(len(kept), refill.want),
+    }
 
 
 def group_stats(groups: list[Group]) -> dict[str, float]:

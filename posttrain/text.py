@@ -71,16 +71,6 @@ def has_non_ascii_digit(text: str) -> bool:
     return any(not ch.isascii() and unicodedata.category(ch) == "Nd" for ch in text)
 
 
-def parse_number(text: str | None) -> float | None:
-    """A plain decimal number (commas allowed as thousands separators), or None."""
-    if text is None:
-        return None
-    try:
-        return float(text.replace(",", ""))
-    except ValueError:
-        return None
-
-
 def follows_format(text: str) -> bool:
     """Exactly one `\\boxed{N}` with a plain number inside: the answer format the demo data teaches."""
     boxed = boxed_contents(text)

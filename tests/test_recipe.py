@@ -108,10 +108,49 @@ def test_rerun_reuses_and_changed_settings_are_refused_then_forced(quick_run, tm
     assert dry.returncode == 0 and "action=refuse (lr: 0.0001 -> 0.0003; --force dpo reruns it)" in dry.stdout
     assert "[grpo] stage=rlvr from=dpo action=refuse (its parent stage changed" in dry.stdout
 
+    until = posttrain("run", str(changed), "--output", str(root), "--no-progress", "--until", "sft")
+    assert until.returncode == 0, until.stderr[-2000:]  # the changed stage lies after --until: no refusal
+
     forced = posttrain("run", str(changed), "--output", str(root), "--no-progress", "--force", "dpo")
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert statuses(root) == {"data": "reused", "sft": "reused", "dpo": "done", "grpo": "done"}
     assert lineage(root)["stages"][2]["config"]["lr"] == 3e-4
+
+
+def copy_of(quick_run: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "copy"
+    shutil.copytree(quick_run, root)
+    return root
+
+
+def test_a_forced_rerun_evaluates_again_and_an_interrupted_cascade_is_not_reused(quick_run, tmp_path):
+    root = copy_of(quick_run, tmp_path)
+    before = {s["name"]: s["run"] for s in lineage(root)["stages"]}
+    eval_before = json.loads((root / "evals" / "sft.json").read_text())["fingerprint"]
+    forced = posttrain("run", str(QUICK), "--output", str(root), "--no-progress", "--force", "sft", "--until", "sft")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert lineage(root)["stages"][1]["run"] != before["sft"]  # same settings, a new execution
+    assert json.loads((root / "evals" / "sft.json").read_text())["fingerprint"] != eval_before
+    stale = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    assert stale.returncode == 2
+    assert "stages.dpo: its parent 'sft' was run again since it ran: rerun it with --force dpo" in stale.stderr
+
+
+def test_a_changed_input_file_is_refused(quick_run, tmp_path):
+    root = copy_of(quick_run, tmp_path)
+    with (root / "data" / "rl_train_arithmetic.jsonl").open("a") as f:
+        f.write(json.dumps({"prompt": "What is 1 + 1?", "verifier": "math", "answer": "2"}) + "\n")
+    refused = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    assert refused.returncode == 2
+    assert "stages.grpo: input 'tasks'" in refused.stderr and "--force grpo" in refused.stderr
+
+
+def test_another_base_model_refuses_the_model_stages_but_not_the_data(quick_run, tmp_path):
+    root = copy_of(quick_run, tmp_path)
+    other = recipe_variant(tmp_path, lambda d: d.update(model="tiny-random-qwen2"))
+    dry = posttrain("run", str(other), "--output", str(root), "--dry-run")
+    assert "[data] stage=demo_data from=- action=reuse" in dry.stdout
+    assert "[sft] stage=sft from=base action=refuse (model: 'tiny-random-llama' -> 'tiny-random-qwen2'" in dry.stdout
 
 
 def test_until_then_from_and_dry_run(tmp_path):
@@ -131,17 +170,31 @@ def test_until_then_from_and_dry_run(tmp_path):
     assert statuses(root) == {"data": "done", "sft": "done", "dpo": "done", "grpo": "done"}
 
 
-def test_a_tripped_gate_stops_the_recipe_and_keeps_what_was_written(tmp_path):
+GATES = {  # the tiny model scores 0% accuracy and 100% harmful compliance before and after: no change
+    "max_drop": ({"suite": "arithmetic", "metric": "accuracy", "max_drop": -1}, "arithmetic.accuracy is 0.0%"),
+    "max_rise": (
+        {"suite": "refusal", "metric": "harmful_compliance", "max_rise": -1},
+        "refusal.harmful_compliance is 100.0%",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_a_tripped_gate_stops_the_recipe_and_keeps_what_was_written(tmp_path, kind):
+    gate, message = GATES[kind]
+
     def gate_sft(doc):
-        doc["stages"][1]["gates"] = [{"suite": "arithmetic", "metric": "accuracy", "against": "base", "max_drop": -1}]
+        doc["stages"][1]["gates"] = [gate | {"against": "base"}]
 
     root = tmp_path / "run"
     gated = posttrain("run", str(recipe_variant(tmp_path, gate_sft)), "--output", str(root), "--no-progress")
     assert gated.returncode == 3
-    assert "stage 'sft' tripped a gate: arithmetic.accuracy is 0.0% after sft, 0.0% after base" in gated.stderr
+    assert f"stage 'sft' tripped a gate: {message} after sft" in gated.stderr and "(+0.0 points)" in gated.stderr
     assert statuses(root) == {"data": "done", "sft": "gated"} and not (root / "dpo").exists()
     assert (root / "sft" / "final" / "config.json").is_file() and (root / "report.html").is_file()
     assert lineage(root)["stages"][1]["gates"][0]["passed"] is False
+    after = posttrain("run", str(recipe_variant(tmp_path, gate_sft)), "--output", str(root), "--from", "dpo")
+    assert after.returncode == 2 and "the earlier stage 'sft' tripped a gate" in after.stderr
 
 
 def test_sigkill_mid_recipe_then_rerun_finishes_reusing_finished_stages(tmp_path):
@@ -172,6 +225,10 @@ BAD = {
                            "stages[0] (sft).config: unknown config key 'learning_rate'"),
     "model_in_config": ("stages:\n  - {name: sft, config: {model: x}}", "'model' is set by the recipe"),
     "unknown_suite": ("eval: {suites: [arith]}\nstages:\n  - {name: sft}", "eval.suites: unknown suite 'arith'"),
+    "gate_metric": ("eval: {suites: [arithmetic]}\nstages:\n  - {name: sft, gates: [{suite: arithmetic, metric: acc, "
+                    "against: base, max_drop: 1}]}", "gates[0].metric: 'arithmetic' reports accuracy, format, not 'acc'"),
+    "gate_against": ("eval: {suites: [arithmetic]}\nstages:\n  - {name: d, stage: demo_data}\n  - {name: sft, gates: "
+                     "[{suite: arithmetic, metric: accuracy, against: d, max_drop: 1}]}", "is not 'base' or an earlier"),
 }  # fmt: skip
 
 
@@ -190,25 +247,23 @@ def test_bad_recipes_are_one_line_errors_naming_file_and_key(tmp_path, case):
 
 def test_deprecated_key_still_works_with_a_warning(tmp_path):
     from posttrain.stages.rlvr import RLVRConfig
-    from posttrain.train.config import build_config
+    from posttrain.train.config import ConfigError, build_config
 
     with pytest.warns(FutureWarning, match="'steps' is deprecated, use 'max_steps'"):
         config = build_config(RLVRConfig, values={"steps": 7})
     assert config.max_steps == 7
+    with pytest.raises(ConfigError, match="'steps' is the old name of 'max_steps'; give one of them"):
+        build_config(RLVRConfig, values={"steps": 7, "max_steps": 8})
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium package (.ci/run installs it)")
-def test_quick_recipe_report_renders_in_headless_chromium(quick_run, tmp_path):
+def test_quick_recipe_report_renders_in_headless_chromium(quick_run, screenshot, tmp_path):
     import numpy as np
     from PIL import Image
 
     html = (quick_run / "report.html").read_text()
     for section in ("Stages", "Training curves", "Evaluation", "Capability and safety", "Diversity", "Lineage"):
         assert section in html
-    shot = tmp_path / "report.png"
-    subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1280,2400", f"file://{quick_run / 'report.html'}"], check=True, timeout=120,
-                   capture_output=True)  # fmt: skip
+    shot = screenshot(quick_run / "report.html", tmp_path / "report.png")
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
     non_white = float((pixels != 255).any(axis=1).mean())
     assert non_white > 0.05 and len(np.unique(pixels, axis=0)) > 50

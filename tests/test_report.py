@@ -11,12 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import math
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
-
-import pytest
 
 from posttrain.eval.plots import pareto_front
 from posttrain.eval.report import stage_metrics, write_report
@@ -118,7 +114,13 @@ def build_run(root: Path) -> Path:
     _metrics(root / "sft" / "metrics.jsonl", 12, {"loss": lambda s: 2.5 / s**0.5, "lr": lambda s: 1e-5})
     for r in (1, 2):
         _metrics(root / "dpo" / f"round_{r}" / "metrics.jsonl", 6, {"loss": lambda s, r=r: 0.69 - 0.03 * s / r})
-        stats = {"round": r, "pairs": 20 + r, "ties": 3, "reward_mean": 0.4 + 0.1 * r, "diversity": {"distinct_2": 0.7}}
+        stats = {
+            "round": r,
+            "pairs": 20 + r,
+            "ties": 3,
+            "reward_mean": 0.4 + 0.1 * r,
+            "eval": {"diversity": {"distinct_2": 0.7}},
+        }
         (root / "dpo" / f"round_{r}" / "round.json").write_text(json.dumps(stats))
     _metrics(root / "rlvr" / "metrics.jsonl", 12, {"loss": lambda s: 0.1 / s, "reward_mean": lambda s: s / 12})
     return root
@@ -182,6 +184,7 @@ def test_report_is_self_contained_escaped_and_complete(tmp_path):
         a.get("id") for _, a in page.tags
     }
     assert "wall time" in text and "95.0 s" in text and "reused" in text
+    assert "eval.diversity.distinct_2" in text  # the per-round diversity that round.json nests under "eval"
     assert "[0.118, 0.318]" in text  # base arithmetic accuracy 12/60 with its Wilson interval
     assert any("capability against harmful compliance" in a.get("alt", "") for _, a in page.tags)
     assert "No training metrics for: redteam_data" in text
@@ -202,32 +205,12 @@ def test_report_says_what_is_missing(tmp_path):
     assert "no trade-off to plot" in text and "No diversity suite was run." in text
 
 
-def chromium_screenshot(html: Path, png: Path, width: int = 1280, height: int = 2400) -> None:
-    """Render `html` in headless Chromium into `png` (a `width` x `height` window)."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    command = [
-        binary,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        f"--user-data-dir={png.parent / 'profile'}",
-        f"--screenshot={png}",
-        f"--window-size={width},{height}",
-        html.resolve().as_uri(),
-    ]
-    subprocess.run(command, check=True, timeout=120, capture_output=True)
-
-
-@pytest.mark.skipif(
-    not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="no chromium binary on PATH (Debian package `chromium`; .ci/run installs it)",
-)
-def test_report_renders_in_headless_chromium(tmp_path):
+def test_report_renders_in_headless_chromium(screenshot, tmp_path):
     import numpy as np
     from PIL import Image
 
     png = tmp_path / "report.png"
-    chromium_screenshot(write_report(build_run(tmp_path / "run")), png)
+    screenshot(write_report(build_run(tmp_path / "run")), png)
     pixels_H_W_3 = np.asarray(Image.open(png).convert("RGB"))
     assert pixels_H_W_3.shape == (2400, 1280, 3)
     ink_H_W = pixels_H_W_3.min(axis=2) < 235

@@ -131,14 +131,14 @@ def test_prompt_lengths_name_file_line_and_length(tmp_path, tiny_tokenizer):
     short, long = (len(render_prompt(tiny_tokenizer, tasks[i].prompt)) for i in (0, 1))  # as the sampler renders
     assert short < 64 < long
     with pytest.raises(DataError) as info:
-        check_prompt_lengths(tasks, tiny_tokenizer, max_prompt_tokens=64)
+        check_prompt_lengths(tasks, tiny_tokenizer, max_prompt_length=64)
     assert str(info.value) == (
         f"{tmp_path / 'tasks.jsonl'}:2: field 'prompt': prompt is {long} tokens once rendered for sampling, "
-        "longer than max_prompt_tokens 64"
+        "longer than max_prompt_length 64"
     )
-    kept, n_skipped = check_prompt_lengths(tasks, tiny_tokenizer, max_prompt_tokens=64, skip_invalid=True)
+    kept, n_skipped = check_prompt_lengths(tasks, tiny_tokenizer, max_prompt_length=64, skip_invalid=True)
     assert kept == [tasks[0], tasks[3]] and n_skipped == 2
-    assert check_prompt_lengths(tasks, tiny_tokenizer, max_prompt_tokens=long) == (list(tasks), 0)
+    assert check_prompt_lengths(tasks, tiny_tokenizer, max_prompt_length=long) == (list(tasks), 0)
 
 
 # --- make test's bubblewrap check ---------------------------------------------------------------------------------

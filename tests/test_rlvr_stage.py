@@ -26,10 +26,10 @@ from posttrain.stages.rlvr import (
     reward_model,
     run,
     sampling,
-    update,
 )
 from posttrain.tasks.arithmetic import arithmetic_tasks
 from posttrain.tasks.jsonl import write_tasks
+from posttrain.train.policy_update import policy_update
 from posttrain.train.preamble import Run
 from posttrain.train.setup import build_optimization, build_policy
 
@@ -109,8 +109,9 @@ def test_update_gradient_does_not_depend_on_the_micro_batch_split(tasks, tmp_pat
             lambda opt, *_: captured.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
         )
         split = dataclasses.replace(config, rows_per_batch=rows_per_batch, grad_clip=0.0)
-        update(Run(split, "rlvr", tmp_path, torch.device("cpu"), "fp32", {}), model, None, optimizer, scheduler,
-               groups, advantages, step=0)  # fmt: skip
+        rollouts = [r for g in groups for r in g.rollouts]
+        run_ = Run(split, "rlvr", tmp_path, torch.device("cpu"), "fp32", {})
+        policy_update(run_, model, None, optimizer, scheduler, rollouts, advantages, step=0)
         hook.remove()
         model.load_state_dict(snapshot)
         return captured[0]

@@ -63,16 +63,16 @@ def split_by_length(
 
 
 def check_prompt_lengths(
-    tasks: Sequence[RLTask], tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int, *, skip_invalid: bool = False
+    tasks: Sequence[RLTask], tokenizer: PreTrainedTokenizerBase, max_prompt_length: int, *, skip_invalid: bool = False
 ) -> tuple[list[RLTask], int]:
-    """The tasks whose rendered prompt fits in `max_prompt_tokens`, and how many were skipped.
+    """The tasks whose rendered prompt fits in `max_prompt_length`, and how many were skipped.
 
     Without `skip_invalid` the first prompt that does not fit raises DataError (`path:line: field 'prompt': ...`,
     with its length); with it, such tasks are dropped, counted, and the first is logged."""
     kept, skipped = [], []
     for task in tasks:
         try:
-            _check_prompt(task, tokenizer, max_prompt_tokens)
+            _check_prompt(task, tokenizer, max_prompt_length)
         except DataError as err:
             if not skip_invalid:
                 raise
@@ -84,16 +84,16 @@ def check_prompt_lengths(
     return kept, len(skipped)
 
 
-def _check_prompt(task: RLTask, tokenizer: PreTrainedTokenizerBase, max_prompt_tokens: int) -> None:
-    """Raise DataError if the task's prompt, rendered for sampling, is longer than `max_prompt_tokens`."""
+def _check_prompt(task: RLTask, tokenizer: PreTrainedTokenizerBase, max_prompt_length: int) -> None:
+    """Raise DataError if the task's prompt, rendered for sampling, is longer than `max_prompt_length`."""
     source = task.source or _UNKNOWN
     try:
         n_tokens = len(render_prompt(tokenizer, task.prompt))
     except TemplateError as err:
         raise DataError(source, "<template>", str(err)) from err
-    if n_tokens > max_prompt_tokens:
+    if n_tokens > max_prompt_length:
         raise DataError(
             source,
             "prompt",
-            f"prompt is {n_tokens} tokens once rendered for sampling, longer than max_prompt_tokens {max_prompt_tokens}",
+            f"prompt is {n_tokens} tokens once rendered for sampling, longer than max_prompt_length {max_prompt_length}",
         )

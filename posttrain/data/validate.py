@@ -57,11 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _tokenizer(model_spec: str):
     """The tokenizer (and chat template) of a model spec, without loading the weights."""
-    from transformers import AutoTokenizer
+    from posttrain.models import load_tokenizer
 
-    from posttrain.models import resolve_model_dir
-
-    return AutoTokenizer.from_pretrained(resolve_model_dir(model_spec))
+    return load_tokenizer(model_spec)
 
 
 def _print_errors(errors: tuple[DataError, ...], max_errors: int) -> None:

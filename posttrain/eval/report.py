@@ -51,7 +51,7 @@ CURVE_KEYS = (
     "grad_norm",
     "lr",
 )
-ROUND_NESTED = ("diversity",)  # nested round.json dicts worth a column; final_step repeats the curves' last row
+ROUND_NESTED = ("eval.diversity",)  # nested round.json dicts worth a column; final_step repeats the curves' last row
 SAMPLES_PER_SUITE, PROMPT_CHARS, REPLY_CHARS = 2, 240, 480
 
 
@@ -201,12 +201,18 @@ def _scalars(d: Mapping, prefix: str = "") -> dict:
     return {f"{prefix}{k}": v for k, v in d.items() if isinstance(v, int | float | str | bool) or v is None}
 
 
+def _nested(d: Mapping, dotted: str) -> Mapping:
+    for key in dotted.split("."):
+        d = d.get(key) or {}
+    return d
+
+
 def rounds_table(rounds: Sequence[Mapping]) -> h.Html:
     """The round.json stats of an iterated stage, one row per round."""
     if not rounds:
         return h.Html("")
     flat = [
-        _scalars(r) | {k: v for n in ROUND_NESTED for k, v in _scalars(r.get(n) or {}, f"{n}.").items()} for r in rounds
+        _scalars(r) | {k: v for n in ROUND_NESTED for k, v in _scalars(_nested(r, n), f"{n}.").items()} for r in rounds
     ]
     keys = list(dict.fromkeys(k for f in flat for k in f))
     return h.table(keys, ([(h.fmt(f.get(k)), "num") for k in keys] for f in flat))
@@ -398,7 +404,7 @@ def samples_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
 
 
 def _tree(stages: Sequence[Mapping], parent: str) -> h.Html:
-    children = [s for s in stages if s.get("parent", "base") == parent]
+    children = [s for s in stages if (s.get("parent") or "base") == parent]
     if not children:
         return h.Html("")
     items = (
@@ -452,7 +458,7 @@ def _lineage_row(stage: Mapping) -> list:
     fingerprint = (stage.get("fingerprint") or "—")[:16]
     return [
         h.Html(f"<b>{h.text(stage.get('name'))}</b>"),
-        stage.get("parent", "base"),
+        stage.get("parent") or "—",
         stage.get("model"),
         _inputs(stage),
         (fingerprint, "text"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from posttrain.eval.report import load_checkpoints
+
 LABELS = {  # (suite, metric) -> row label, in display order
     ("arithmetic", "accuracy"): "arithmetic accuracy",
     ("arithmetic_rl", "accuracy"): "arithmetic accuracy, RL held-out set",
@@ -17,13 +19,6 @@ LABELS = {  # (suite, metric) -> row label, in display order
 }
 
 
-def checkpoint_evals(root: Path) -> dict[str, dict]:
-    """{checkpoint: eval.json} for the base and every evaluated stage, in lineage order."""
-    lineage = json.loads((Path(root) / "lineage.json").read_text())
-    named = [("base", lineage["base"].get("eval"))] + [(s["name"], s.get("eval")) for s in lineage["stages"]]
-    return {name: json.loads((Path(root) / path).read_text()) for name, path in named if path}
-
-
 def _cell(rate: dict) -> str:
     if "n" not in rate:
         return f"{rate['value']:.3f}"
@@ -32,7 +27,8 @@ def _cell(rate: dict) -> str:
 
 def checkpoint_table(root: Path) -> str:
     """A Markdown table of every checkpoint's evaluation; empty when nothing was evaluated."""
-    columns = checkpoint_evals(root)
+    lineage = json.loads((Path(root) / "lineage.json").read_text())
+    columns = {c.name: c.eval for c in load_checkpoints(Path(root), lineage) if c.eval}
     if not columns:
         return ""
     rows = []

@@ -116,8 +116,14 @@ class OpenAICompatibleLM:
 
     def complete(self, messages: list[Message]) -> str:
         """The endpoint's reply; raises LMUnavailable when every attempt failed."""
-        body = json.dumps({"model": self.model, "messages": [m.as_dict() for m in messages],
-                           "max_tokens": self.max_tokens, "temperature": 0.0}).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [m.as_dict() for m in messages],
+                "max_tokens": self.max_tokens,
+                "temperature": 0.0,
+            }
+        ).encode()
         request = urllib.request.Request(
             self.base_url.rstrip("/") + "/chat/completions",
             data=body,
@@ -178,8 +184,9 @@ def _local_lm_judge(settings: JudgeSettings) -> Judge:
 
 
 def _openai_lm_judge(settings: JudgeSettings) -> Judge:
-    return LMJudge(OpenAICompatibleLM(settings.base_url, settings.model, timeout_s=settings.timeout_s,
-                                      retries=settings.retries))  # fmt: skip
+    return LMJudge(
+        OpenAICompatibleLM(settings.base_url, settings.model, timeout_s=settings.timeout_s, retries=settings.retries)
+    )
 
 
 def _brevity_judge(settings: JudgeSettings) -> Judge:

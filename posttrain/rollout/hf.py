@@ -8,7 +8,6 @@ It generates from the model it is given, so `sync` has nothing to do.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -19,12 +18,6 @@ from posttrain.render import render_prompt
 from posttrain.rollout import SamplingParams
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
-
-
-def bf16_copy(model: PreTrainedModel) -> PreTrainedModel:
-    """A bf16 copy to generate from: decoding reads every weight per token, so halving their size nearly doubles
-    CPU decode speed. The model being trained keeps its own weights and dtype."""
-    return copy.deepcopy(model).to(torch.bfloat16)
 
 
 class HFSampler:

@@ -22,7 +22,6 @@ Launch:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import shutil
@@ -38,7 +37,7 @@ from posttrain.io import atomic_directory
 from posttrain.logprobs import per_sequence_count, per_sequence_sum, token_logprobs
 from posttrain.losses.kto import kto_loss
 from posttrain.losses.preference import dpo_loss, ipo_loss, orpo_loss, simpo_loss
-from posttrain.models import LoraSpec, save_model
+from posttrain.models import LoraSpec, load_tokenizer, save_model
 from posttrain.packing import pack_groups
 from posttrain.rewards.judge import JudgeSettings, build_judge
 from posttrain.rewards.route import check_prerequisites
@@ -50,6 +49,7 @@ from posttrain.train.loop import run_loop
 from posttrain.train.preamble import Run, accumulate_and_step, open_run
 from posttrain.train.reference import cached_reference, fingerprint, sequence_logps
 from posttrain.train.schedules import annealed
+from posttrain.train.tracking import DriftWatch
 
 log = logging.getLogger("posttrain.preference")
 
@@ -129,15 +129,16 @@ def _orpo(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
 
 
 def _kto(c: PreferenceConfig, beta, p_G2, ref_G2, len_G2, labels_G):
-    return kto_loss(p_G2[:, 0], ref_G2[:, 0], labels_G, p_G2[:, 1], ref_G2[:, 1], beta, c.desirable_weight,
-                    c.undesirable_weight)  # fmt: skip
+    return kto_loss(
+        p_G2[:, 0], ref_G2[:, 0], labels_G, p_G2[:, 1], ref_G2[:, 1], beta, c.desirable_weight, c.undesirable_weight
+    )
 
 
 # method -> the pure loss on groups of two: column 0 chosen (or the KTO completion), column 1 rejected (or KL).
 LOSSES = {"dpo": _dpo, "ipo": _ipo, "simpo": _simpo, "orpo": _orpo, "kto": _kto}
 PAIRWISE = ("dpo", "ipo", "simpo", "orpo")  # the methods iterated rounds can train (they build pairs)
 BINARY_FEEDBACK = ("kto",)  # the methods that read the kto schema (a completion and a label) instead of pairs
-VERIFIER_JUDGES = {"math": ("math",), "verifier": ()}  # judges that run verifiers: (); the tasks' own
+VERIFIER_JUDGES = {"math": ("math",), "verifier": ()}  # judges that run verifiers, and which (empty: each task's)
 
 
 def _batches(config: PreferenceConfig, data: GroupData, pad_id: int, seed: int | None):
@@ -163,43 +164,41 @@ def preference_step(run: Run, model, optimizer, scheduler, micro, beta: float, r
         group_labels = None if labels is None else labels[group_ids].to(policy_G2.device)
         loss, metrics = loss_fn(run.config, beta, policy_G2, ref_G2, lengths_G2, group_labels)
         logratio_G2 = (policy_G2 - ref_G2).detach()
-        metrics |= {"loss": float(loss.detach()), "chosen_logratio": float(logratio_G2[:, 0].mean()),
-                    "rejected_logratio": float(logratio_G2[:, 1].mean()),
-                    "response_length": float(lengths_G2.float().mean())}  # fmt: skip
+        metrics |= {
+            "loss": float(loss.detach()),
+            "chosen_logratio": float(logratio_G2[:, 0].mean()),
+            "rejected_logratio": float(logratio_G2[:, 1].mean()),
+            "response_length": float(lengths_G2.float().mean()),
+        }
         share = len(group_ids) / n_groups
         return loss * share, {key: share * value for key, value in metrics.items()}
 
     totals = accumulate_and_step(run, model, optimizer, scheduler, micro, micro_loss)
     totals["implicit_kl"] = 0.5 * (totals["chosen_logratio"] + totals["rejected_logratio"])
-    return {**totals, "beta": beta, "tokens": sum(b.n_real_tokens for b in micro), "pairs": n_groups,
-            "sequences": 2 * n_groups}  # fmt: skip
-
-
-class DriftWatch:
-    """Warns once when the chosen log-ratio falls three logged steps in a row while below zero (a DPO failure)."""
-
-    def __init__(self):
-        self.history: list[float] = []
-        self.warned = False
-
-    def update(self, chosen_logratio: float) -> None:
-        """Record a step's mean chosen log-ratio and warn if it keeps falling."""
-        self.history.append(chosen_logratio)
-        last = self.history[-4:]
-        falling = len(last) == 4 and all(b < a for a, b in itertools.pairwise(last)) and last[-1] < 0
-        if falling and not self.warned:
-            log.warning("chosen log-probs keep falling below the reference (%.3f): the policy is pushing down both "
-                        "answers; consider a lower lr, a larger beta, or an NLL term (ORPO/RPO)", last[-1])  # fmt: skip
-            self.warned = True
+    return {
+        **totals,
+        "beta": beta,
+        "tokens": sum(b.n_real_tokens for b in micro),
+        "pairs": n_groups,
+        "sequences": 2 * n_groups,
+    }
 
 
 def train_on(run: Run, model, tokenizer, data: GroupData, run_dir: Path) -> dict:
     """Reference log-probs (the weights `model` starts with), then the step loop over the groups; returns the last
     metrics row."""
     config, pad_id = run.config, tokenizer.pad_token_id
-    ref = cached_reference(run_dir, fingerprint(config.model, data.sequences), lambda: sequence_logps(
-        model, _batches(config, data, pad_id, _epoch_seed(config, 0)), len(data.sequences), run.device,
-        run.precision))  # fmt: skip
+    ref = cached_reference(
+        run_dir,
+        fingerprint(config.model, data.sequences),
+        lambda: sequence_logps(
+            model,
+            _batches(config, data, pad_id, _epoch_seed(config, 0)),
+            len(data.sequences),
+            run.device,
+            run.precision,
+        ),
+    )
     epochs = [_batches(config, data, pad_id, _epoch_seed(config, e)) for e in range(config.epochs)]
     if not epochs[0]:
         raise ValueError(f"{run_dir}: no training pairs")
@@ -248,6 +247,36 @@ def round_spec(run: Run, tasks) -> RoundSpec:
 
 def run(config: PreferenceConfig) -> Path:
     """Offline training or iterated rounds; returns the final model directory."""
+    _check(config)
+    if config.rounds:
+        return run_iterated(config)
+    tokenizer = load_tokenizer(config.model)
+    data = load_groups(config.data, config.method in BINARY_FEEDBACK, tokenizer, config.max_length, config.skip_invalid)
+    run = open_run(config, "preference", {"data": config.data})
+    run.note(method=config.method, groups=len(data.sequences) // 2)
+    model, tokenizer = run.policy()
+    train_on(run, model, tokenizer, data, run.dir)
+    return save_model(model, tokenizer, run.dir / "final")
+
+
+def run_iterated(config: PreferenceConfig) -> Path:
+    """Iterated rounds from `config.model`; the last round's model is copied to `final/`."""
+    tasks = load_records(config.prompts, "rl", skip_invalid=config.skip_invalid).records
+    if config.judge in VERIFIER_JUDGES:
+        check_prerequisites(VERIFIER_JUDGES[config.judge] or {t.verifier for t in tasks})
+    run = open_run(config, "preference", {"prompts": config.prompts})
+    run.note(method=config.method, judge=config.judge, prompts=len(tasks))
+
+    def load(start: str, index: int):
+        return run.policy(start, seed=config.seed + index)
+
+    final_round = run_rounds(round_spec(run, tasks), config.rounds, run.dir, config.model, load, tasks)
+    with atomic_directory(run.dir / "final") as tmp:
+        shutil.copytree(final_round, tmp, dirs_exist_ok=True)
+    return run.dir / "final"
+
+
+def _check(config: PreferenceConfig) -> None:
     if config.method not in LOSSES:
         raise ValueError(f"unknown method {config.method!r}; choose one of {', '.join(LOSSES)}")
     if config.rounds and config.method not in PAIRWISE:
@@ -255,24 +284,6 @@ def run(config: PreferenceConfig) -> Path:
     if not config.rounds and not config.data:
         raise ValueError("preference needs --data (offline) or --rounds N with --prompts")
     if any(Path(config.output).glob("round_*")) and not config.resume:
-        raise FileExistsError(f"{config.output} already holds preference rounds: pass resume=true, or choose another "
-                              "output")  # fmt: skip
-    tasks = load_records(config.prompts, "rl", skip_invalid=config.skip_invalid).records if config.rounds else []
-    if config.judge in VERIFIER_JUDGES and tasks:
-        check_prerequisites(VERIFIER_JUDGES[config.judge] or {t.verifier for t in tasks})
-    run = open_run(config, "preference", {"data": config.data, "prompts": config.prompts})
-    if config.rounds:
-        load = lambda start, index: run.policy(start, seed=config.seed + index)  # noqa: E731
-        final_round = run_rounds(round_spec(run, tasks), config.rounds, run.dir, config.model, load, tasks)
-        with atomic_directory(run.dir / "final") as tmp:
-            shutil.copytree(final_round, tmp, dirs_exist_ok=True)
-        return run.dir / "final"
-    model, tokenizer = run.policy()
-    train_on(
-        run,
-        model,
-        tokenizer,
-        load_groups(config.data, config.method in BINARY_FEEDBACK, tokenizer, config.max_length, config.skip_invalid),
-        run.dir,
-    )
-    return save_model(model, tokenizer, run.dir / "final")
+        raise FileExistsError(
+            f"{config.output} already holds preference rounds: pass resume=true, or choose another output"
+        )

@@ -29,11 +29,9 @@ Launch:
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -45,23 +43,21 @@ from posttrain.data import load_records
 from posttrain.data.length import check_prompt_lengths
 from posttrain.eval.passk import pass_rates
 from posttrain.io import atomic_write_json
-from posttrain.logprobs import padded_rows, per_sequence_tokens, token_logprobs, token_logprobs_and_entropy
-from posttrain.losses.policy import POLICY_LOSSES, k3_kl
-from posttrain.losses.reduce import masked_token_mean
-from posttrain.models import LoraSpec, save_model
-from posttrain.packing import pack
+from posttrain.losses.policy import POLICY_LOSSES
+from posttrain.models import LoraSpec, load_tokenizer, save_model
 from posttrain.rewards.route import check_prerequisites
 from posttrain.rewards.shaped import ShapedReward, Shaping
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
-from posttrain.rounds import Group, group_stats, rollout_sequence, sample_groups
+from posttrain.rounds import Group, Refill, group_stats, refill_informative, sample_groups
 from posttrain.tasks.humaneval import assert_trainable
 from posttrain.train.config import option
 from posttrain.train.loop import run_loop
 from posttrain.train.plots import plot_curves
-from posttrain.train.preamble import Run, accumulate_and_step, open_run
+from posttrain.train.policy_update import policy_update
+from posttrain.train.preamble import open_run
 from posttrain.train.reference import reference_policy
-from posttrain.types import RLTask, Rollout
+from posttrain.types import RLTask
 
 log = logging.getLogger("posttrain.rlvr")
 
@@ -141,75 +137,23 @@ def sampling(config: RLVRConfig, seed: int, temperature: float | None = None) ->
     return SamplingParams(config.max_new_tokens, t, config.top_p, config.top_k, seed, config.stop)
 
 
-def collect(sampler, rewards: ShapedReward, train: list[RLTask], batch: PromptBatch, config: RLVRConfig,
-            step: int) -> tuple[list[Group], list[Group], dict[str, float]]:  # fmt: skip
-    """(groups to train on, the first round's groups, timings): dynamic sampling refills from a seeded stream."""
+def collect(
+    sampler, rewards: ShapedReward, train: list[RLTask], batch: PromptBatch, config: RLVRConfig, step: int
+) -> tuple[list[Group], list[Group], dict[str, float]]:
+    """(groups to train on, the first round's groups, timings and counts); dynamic sampling refills from a stream
+    seeded by the step."""
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
-    G, seed = config.samples_per_prompt, config.seed * 1_000_003 + step * 17
-    first = sample_groups(sampler, rewards.score, [train[i] for i in batch.sequence_indices], G,
-                          sampling(config, seed), timings)  # fmt: skip
+    seed, tasks = config.seed * 1_000_003 + step * 17, [train[i] for i in batch.sequence_indices]
+    first = sample_groups(sampler, rewards.score, tasks, config.samples_per_prompt, sampling(config, seed), timings)
     if not config.dynamic_sampling:
         return first, first, timings | {"sampled_groups": len(first), "dropped_fraction": 0.0}
-    kept, sampled = [g for g in first if len(set(g.rewards)) > 1], len(first)
-    refill = random.Random(f"{config.seed}:refill:{step}")
-    for round_ in range(1, config.max_refill_rounds + 1):
-        if len(kept) >= config.prompts_per_step:
-            break
-        extra = [train[i] for i in refill.sample(range(len(train)), min(config.prompts_per_step, len(train)))]
-        more = sample_groups(sampler, rewards.score, extra, G, sampling(config, seed + round_), timings)
-        sampled += len(more)
-        kept += [g for g in more if len(set(g.rewards)) > 1]
-    dropped = 1.0 - sum(len(set(g.rewards)) > 1 for g in first) / len(first)
-    stats = {"sampled_groups": sampled, "dropped_fraction": dropped, "kept_groups": min(len(kept),
-             config.prompts_per_step)}  # fmt: skip
-    return kept[: config.prompts_per_step], first, timings | stats
-
-
-def policy_micro_loss(model, reference, loss_fn, rollouts: list[Rollout], advantages: torch.Tensor,
-                      config: RLVRConfig, metric_share: float, batch):  # fmt: skip
-    """(loss scaled for the step, metrics scaled by `metric_share`) of one packed micro-batch of rollouts."""
-    idx = list(batch.sequence_indices)
-    logprobs_B_T, entropy_B_T = token_logprobs_and_entropy(model, batch, config.temperature)
-    logprobs_N_L, mask_N_L = per_sequence_tokens(logprobs_B_T, batch)
-    entropy_N_L, _ = per_sequence_tokens(entropy_B_T, batch)
-    old_N_L = padded_rows([rollouts[i].logprobs for i in idx], mask_N_L)
-    ref_N_L = None
-    if reference is not None:
-        with torch.no_grad(), reference() as ref_model:
-            ref_N_L, _ = per_sequence_tokens(token_logprobs(ref_model, batch, config.temperature), batch)
-    loss, metrics = loss_fn(logprobs_N_L, old_N_L, advantages[idx].to(mask_N_L.device), mask_N_L,
-                            ref_logprobs_B_T=ref_N_L)  # fmt: skip
-    metrics |= {
-        "loss": float(loss.detach()),
-        "entropy": float(masked_token_mean(entropy_N_L, mask_N_L)),
-        "kl_sampler": float(masked_token_mean(k3_kl(logprobs_N_L.detach(), old_N_L, mask_N_L), mask_N_L)),
-    }
-    weight = len(idx) / len(rollouts) if POLICY_LOSSES[config.loss].per_sequence_mean else 1.0
-    return loss * weight, {k: v * metric_share for k, v in metrics.items()}
-
-
-def update(run: Run, model, reference, optimizer, scheduler, groups: list[Group], advantages: torch.Tensor,
-           step: int) -> dict[str, float]:  # fmt: skip
-    """`mu` optimizer steps over the rollouts; returns the loss metrics averaged over micro-batches and passes."""
-    config = run.config
-    rollouts = [r for g in groups for r in g.rollouts]
-    sequences = [rollout_sequence(r) for r in rollouts]
-    n_tokens = sum(len(r.token_ids) for r in rollouts)
-    variant = POLICY_LOSSES[config.loss]
-    low, high = config.eps_low or variant.clip[0], config.eps_high or variant.clip[1]  # 0: the paper's default
-    loss_fn = functools.partial(variant.fn, eps_low=low, eps_high=high, kl_beta=config.kl_beta,
-                                **variant.step_kwargs(len(rollouts), n_tokens, config.max_new_tokens))  # fmt: skip
-    row_tokens = max(config.row_tokens, max(map(len, sequences)))
-    totals: dict[str, float] = defaultdict(float)
-    for epoch in range(config.mu):
-        batches = pack(sequences, row_tokens, config.rows_per_batch, 0, seed=config.seed + step * 31 + epoch)
-        micro_loss = functools.partial(policy_micro_loss, model, reference, loss_fn, rollouts, advantages, config,
-                                       1 / (len(batches) * config.mu))  # fmt: skip
-        stats = accumulate_and_step(run, model, optimizer, scheduler, batches, micro_loss)
-        stepped = {"lr": stats.pop("lr"), "grad_norm": stats.pop("grad_norm")}
-        for key, value in stats.items():
-            totals[key] += value
-    return dict(totals) | stepped | {"trained_tokens": n_tokens}
+    refill = Refill(
+        train, config.prompts_per_step, config.max_refill_rounds, random.Random(f"{config.seed}:refill:{step}")
+    )
+    kept, stats = refill_informative(
+        sampler, rewards.score, first, refill, lambda r: sampling(config, seed + r), timings
+    )
+    return kept, first, timings | stats
 
 
 def evaluate_heldout(sampler, rewards: ShapedReward, tasks: list[RLTask], config: RLVRConfig) -> dict[str, float]:
@@ -246,10 +190,11 @@ def run(config: RLVRConfig) -> Path:
     """Train with RL on verifiable rewards; returns the final model directory."""
     _check(config)
     train, heldout = load_tasks(config)
-    run = open_run(config, "rlvr", {"tasks": config.tasks, "eval_tasks": config.eval_tasks})
-    model, tokenizer = run.policy()
+    tokenizer = load_tokenizer(config.model)
     for tasks in (train, heldout):
         check_prompt_lengths(tasks, tokenizer, config.max_prompt_length)
+    run = open_run(config, "rlvr", {"tasks": config.tasks, "eval_tasks": config.eval_tasks})
+    model, tokenizer = run.policy()
     run.note(train_tasks=len(train), heldout_tasks=len(heldout))
     optimizer, scheduler = run.optimization(model, config.max_steps * config.mu)
     sampler = make_sampler(model, tokenizer, batch_size=config.rollout_batch)
@@ -272,7 +217,8 @@ def run(config: RLVRConfig) -> Path:
         if groups:
             rewards_P_G = torch.tensor([g.rewards for g in groups], dtype=torch.float32)
             advantages = compute_advantages(config, rewards_P_G).flatten()
-            stats |= update(run, model, reference, optimizer, scheduler, groups, advantages, index)
+            rollouts = [r for g in groups for r in g.rollouts]
+            stats |= policy_update(run, model, reference, optimizer, scheduler, rollouts, advantages, index)
         else:
             log.warning("step %d: every group had equal rewards; no update", index + 1)
         stats["training_s"] = time.perf_counter() - started
@@ -285,11 +231,22 @@ def run(config: RLVRConfig) -> Path:
         return evaluate_heldout(sampler, rewards, heldout, config)
 
     try:
-        last = run_loop(run.dir, run.settings(config.max_steps, "rlvr", eval_every=config.eval_every), model,
-                        optimizer, scheduler, batches_for, step, evaluate=evaluate if heldout else None)  # fmt: skip
+        last = run_loop(
+            run.dir,
+            run.settings(config.max_steps, "rlvr", eval_every=config.eval_every),
+            model,
+            optimizer,
+            scheduler,
+            batches_for,
+            step,
+            evaluate=evaluate if heldout else None,
+        )
     finally:
         rewards.close()
     atomic_write_json(run.dir / "eval.json", {k: v for k, v in last.items() if k.startswith("eval/")})
-    plot_curves(run.dir / "metrics.jsonl", run.dir / "curves.png",
-                ("reward_mean", "entropy", "response_length", "eval/greedy_accuracy"))  # fmt: skip
+    plot_curves(
+        run.dir / "metrics.jsonl",
+        run.dir / "curves.png",
+        ("reward_mean", "entropy", "response_length", "eval/greedy_accuracy"),
+    )
     return save_model(model, tokenizer, run.dir / "final")

@@ -142,9 +142,16 @@ def run(config: SFTConfig) -> Path:
     def evaluate() -> dict[str, float]:
         return {"eval_loss": eval_loss(model, eval_batches, run.device, run.precision)}
 
-    last = run_loop(run.dir, run.settings(total_steps, "sft", config.grad_accum, config.eval_every), model, optimizer,
-                    scheduler, batches_for, step=lambda _, micro: train_step(run, model, optimizer, scheduler, micro),
-                    evaluate=evaluate if eval_batches else None)  # fmt: skip
+    last = run_loop(
+        run.dir,
+        run.settings(total_steps, "sft", config.grad_accum, config.eval_every),
+        model,
+        optimizer,
+        scheduler,
+        batches_for,
+        step=lambda _, micro: train_step(run, model, optimizer, scheduler, micro),
+        evaluate=evaluate if eval_batches else None,
+    )
     final_eval = last.get("eval_loss")
     if final_eval is None and eval_batches:
         final_eval = evaluate()["eval_loss"]

@@ -72,8 +72,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), yaml.safe_load(raw) if raw.strip() else ""
 
 
-def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, Any] | None = None,
-                 where: str = "command line") -> T:  # fmt: skip
+def build_config(
+    cls: type[T], yaml_path: str | None = None, values: dict[str, Any] | None = None, where: str = "command line"
+) -> T:
     """A `cls` from its defaults, then the YAML file, then `values` (flags and overrides; errors name `where`)."""
     kinds = _field_types(cls)
     merged: dict[str, Any] = {}
@@ -87,9 +88,12 @@ def build_config(cls: type[T], yaml_path: str | None = None, values: dict[str, A
     renamed = getattr(cls, "RENAMED", {})
     for layer, where in layers:
         for key, value in layer.items():
+            if key in renamed and renamed[key] in layer:
+                raise ConfigError(f"{where}: {key!r} is the old name of {renamed[key]!r}; give one of them")
             if key in renamed:
-                warnings.warn(f"{where}: config key {key!r} is deprecated, use {renamed[key]!r}", FutureWarning,
-                              stacklevel=2)  # fmt: skip
+                warnings.warn(
+                    f"{where}: config key {key!r} is deprecated, use {renamed[key]!r}", FutureWarning, stacklevel=2
+                )
                 key = renamed[key]
             if key not in kinds:
                 raise ConfigError(f"{where}: unknown config key {key!r} for {cls.__name__}; known: {', '.join(kinds)}")

@@ -1,7 +1,8 @@
 """What every gradient stage does before and around its loop, written once.
 
-`open_run` checks the output directory (a run with checkpoints is only continued with `resume=true`), picks the
-device and precision, and writes `config.yaml` and `manifest.json`. `Run.policy` loads the model to train with
+`open_run` checks the output directory (a run with checkpoints is only continued with `resume=true`) and picks the
+device and precision; `Run.note` writes `config.yaml` and `manifest.json` once the stage has read and checked its
+data, so bad data leaves no run directory behind. `Run.policy` loads the model to train with
 LoRA and gradient checkpointing as the config says, seeded; `Run.optimization` builds AdamW and its schedule from
 the config's keys; `Run.settings` fills the shared loop's settings. `accumulate_and_step` is the one
 backward-accumulate-clip-step of every stage.
@@ -68,22 +69,20 @@ class Run:
         )
 
     def note(self, **extra: Any) -> None:
-        """Add facts learnt while loading (counts of skipped records, ...) to `manifest.json`."""
+        """Write config.yaml and manifest.json, with facts learnt while loading (counts of skipped records, ...)."""
         self.notes.update(extra)
+        save_config(self.config, self.dir / "config.yaml")
         write_manifest(
             self.dir, self.stage, self.config.model, self.inputs, {"precision": self.precision, **self.notes}
         )
 
 
 def open_run(config: Any, stage: str, inputs: dict[str, str]) -> Run:
-    """Check the output directory, pick device and precision, write config.yaml and manifest.json."""
+    """Check the output directory and pick device and precision; nothing is written until `Run.note`."""
     run_dir = Path(config.output)
     check_run_dir(run_dir, config.resume)
     device = device_for_training()
-    run = Run(config, stage, run_dir, device, resolve_precision(config.precision, device), inputs)
-    save_config(config, run_dir / "config.yaml")
-    run.note()
-    return run
+    return Run(config, stage, run_dir, device, resolve_precision(config.precision, device), inputs)
 
 
 MicroLoss = Callable[[Any], tuple[torch.Tensor, dict[str, float]]]

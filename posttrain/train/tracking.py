@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import resource
@@ -99,3 +100,24 @@ def _open_tracker(name: str, run_dir: Path, config: dict[str, Any]) -> _Sink:
 
 def _scalars(row: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}
+
+
+class DriftWatch:
+    """Warns once when the chosen log-ratio falls three logged steps in a row while below zero (a DPO failure)."""
+
+    def __init__(self):
+        self.history: list[float] = []
+        self.warned = False
+
+    def update(self, chosen_logratio: float) -> None:
+        """Record a step's mean chosen log-ratio and warn if it keeps falling."""
+        self.history.append(chosen_logratio)
+        last = self.history[-4:]
+        falling = len(last) == 4 and all(b < a for a, b in itertools.pairwise(last)) and last[-1] < 0
+        if falling and not self.warned:
+            log.warning(
+                "chosen log-probs keep falling below the reference (%.3f): the policy is pushing down both "
+                "answers; consider a lower lr, a larger beta, or an NLL term (ORPO/RPO)",
+                last[-1],
+            )
+            self.warned = True
