@@ -3,9 +3,10 @@
 For every stage, top to bottom:
 1. fingerprint it: its kind, its resolved config and its parent's fingerprint, so a change upstream reaches every
    stage below it; the input files' SHA-256 are recorded beside it;
-2. decide: a stage that finished with the same fingerprint and inputs is reused; one whose settings, inputs or
-   parent changed is refused with a message naming what changed (`--force NAME` reruns it and every stage after
-   it); a stage interrupted with the same settings resumes (`resume=true`); otherwise it runs;
+2. decide: a stage that finished with the same fingerprint, the same inputs and from the same run of its parent
+   (every execution gets a run id) is reused; one whose settings, inputs or parent changed is refused with a
+   message naming what changed (`--force NAME` reruns it and every stage after it); a stage interrupted with the
+   same settings resumes (`resume=true`); otherwise it runs;
 3. run it through the registry (`posttrain.registry`), with `model` set to its parent's `final/`;
 4. evaluate its model on the recipe's suites (`posttrain.eval.run.evaluate_model`) into `evals/NAME.json`;
 5. check its gates against earlier evaluations: a tripped gate stops the recipe (`GateTripped`), keeping what was
