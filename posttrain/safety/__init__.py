@@ -1,0 +1,1 @@
+"""Safety: the written constitution that critique-and-revision and the guard classifier are built from."""
