@@ -58,6 +58,12 @@ def _rlvr():
     return rlvr.RLVRConfig, rlvr.run
 
 
+def _constitution():
+    from posttrain.stages import constitution
+
+    return constitution.ConstitutionConfig, constitution.run
+
+
 def _demo_data():
     from posttrain.demo import stage
 
@@ -76,6 +82,12 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "rlvr", "reinforcement learning from verifiable rewards: GRPO and variants", _rlvr, ("tasks", "eval_tasks")
+        ),
+        Stage(
+            "constitution",
+            "critique and revision against a written constitution (Constitutional AI)",
+            _constitution,
+            ("prompts", "replay", "constitution"),
         ),
         Stage("demo_data", "build the demo's data mix (a recipe's first stage)", _demo_data, trains_model=False),
     )

