@@ -64,6 +64,12 @@ def _constitution():
     return constitution.ConstitutionConfig, constitution.run
 
 
+def _guard():
+    from posttrain.stages import guard
+
+    return guard.GuardConfig, guard.run
+
+
 def _demo_data():
     from posttrain.demo import stage
 
@@ -88,6 +94,13 @@ STAGES: dict[str, Stage] = {
             "critique and revision against a written constitution (Constitutional AI)",
             _constitution,
             ("prompts", "replay", "constitution"),
+        ),
+        Stage(
+            "guard",
+            "train and measure a guard classifier on the policy's activations",
+            _guard,
+            ("harmful", "harmless", "constitution"),
+            trains_model=False,
         ),
         Stage("demo_data", "build the demo's data mix (a recipe's first stage)", _demo_data, trains_model=False),
     )

