@@ -1,10 +1,13 @@
-"""Shared fixtures: tiny random models (seconds to build), the real SmolLM2 (converted once per machine), and a
-headless Chromium that renders a page to a PNG."""
+"""Shared fixtures: tiny random models (seconds to build), the real SmolLM2 (converted once per machine), a
+headless Chromium that renders a page to a PNG, and a real OpenAI-compatible chat server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,54 @@ def screenshot():
         return png
 
     return render
+
+
+class ChatServer:
+    """A real HTTP server on 127.0.0.1 speaking the chat-completions shape. `respond(body)` gives the reply text, an
+    HTTP error status (int) or a raw response body (bytes); every request body is kept in `requests`."""
+
+    def __init__(self, respond):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                answer = respond(body)
+                if isinstance(answer, int):
+                    self.send_response(answer)
+                    self.end_headers()
+                    return
+                choices = {"choices": [{"message": {"content": answer}}]}
+                payload = answer if isinstance(answer, bytes) else json.dumps(choices).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chat_server():
+    """`start(respond) -> ChatServer`; every server started is shut down after the test."""
+    servers: list[ChatServer] = []
+
+    def start(respond) -> ChatServer:
+        servers.append(ChatServer(respond))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

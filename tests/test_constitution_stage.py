@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,31 +18,13 @@ BENIGN = ["How do I kill a zombie process on Linux?", "What caused World War I?"
 
 
 class Critic:
-    """Critiques, revises (a refusal for harmful requests, an answer that names the topic for benign ones) and says yes."""
+    """Critiques, revises (a refusal for harmful requests, an answer naming the topic for benign ones), says yes."""
 
     def __init__(self):
         self.kinds: list[str] = []
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                content = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"][0]["content"]
-                reply = outer.reply(content)
-                payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def reply(self, content: str) -> str:
+    def __call__(self, body: dict) -> str:
+        content = body["messages"][0]["content"]
         prompt = re.search(r"A user asked:\n(.*?)\n\n", content, re.S).group(1)
         if "Answer yes or no." in content:
             self.kinds.append("verdict")
@@ -75,12 +55,10 @@ def config(prompts: Path, out: Path, **overrides) -> ConstitutionConfig:
     return ConstitutionConfig(**(values | overrides))
 
 
-def test_a_round_with_a_critic_over_http_writes_its_data_and_trains(prompts, tmp_path):
+def test_a_round_with_a_critic_over_http_writes_its_data_and_trains(prompts, chat_server, tmp_path):
     critic = Critic()
-    try:
-        final = run(config(prompts, tmp_path / "cai", critic="lm-openai", critic_base_url=critic.url, critic_model="c"))
-    finally:
-        critic.httpd.shutdown()
+    url = chat_server(critic).url
+    final = run(config(prompts, tmp_path / "cai", critic="lm-openai", critic_base_url=url, critic_model="c"))
     round_dir = tmp_path / "cai" / "round_1"
     assert critic.kinds == ["critique", "revision", "verdict"] * 4  # the HarmBench prompt never reached the critic
 

@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from posttrain.models import load_policy
@@ -35,37 +31,16 @@ refusal_style: ["Be brief and say why."]
 """
 
 
-class ScriptedCritic:
-    """A real HTTP server speaking the chat-completions shape; each request gets the next scripted reply."""
+def scripted_critic(chat_server, replies: list[str]):
+    """A critic endpoint answering each request with the next of `replies` ("500": an HTTP error)."""
+    replies = list(replies)
 
-    def __init__(self, replies: list[str]):
-        self.replies, self.requests = list(replies), []
-        outer = self
+    def respond(body: dict):
+        reply = replies.pop(0)
+        return 500 if reply == "500" else reply
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                outer.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                reply = outer.replies.pop(0)
-                if reply == "500":
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.lm = OpenAICompatibleLM(f"http://127.0.0.1:{self.httpd.server_address[1]}/v1", "critic", retries=0)
-
-    def close(self):
-        self.httpd.shutdown()
+    server = chat_server(respond)
+    return server, OpenAICompatibleLM(server.url, "critic", retries=0)
 
 
 @pytest.fixture
@@ -87,14 +62,11 @@ CASES = {  # critic replies (critique, revision, verdict) -> verdict, accepted
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_revision_is_kept_only_when_the_critic_says_it_follows_the_principle_and_it_stays_on_topic(
-    constitution, case
+    constitution, chat_server, case
 ):
     replies, verdict, accepted = CASES[case]
-    critic = ScriptedCritic(replies)
-    try:
-        revision = Reviser(critic.lm, constitution).revise(PROMPT, HARMFUL, index=0)
-    finally:
-        critic.close()
+    critic, lm = scripted_critic(chat_server, replies)
+    revision = Reviser(lm, constitution).revise(PROMPT, HARMFUL, index=0)
     assert (revision.verdict, revision.accepted, revision.principle) == (verdict, accepted, "no_serious_harm")
     if verdict != "unavailable":
         first = critic.requests[0]["messages"][0]["content"]
@@ -102,13 +74,10 @@ def test_a_revision_is_kept_only_when_the_critic_says_it_follows_the_principle_a
         assert "Be brief and say why." in critic.requests[1]["messages"][0]["content"]  # the refusal style
 
 
-def test_constitutional_data_counts_and_shapes(constitution):
-    critic = ScriptedCritic(["bad", REFUSAL, "yes", "bad", REFUSAL, "no"])
-    try:
-        reviser = Reviser(critic.lm, constitution)
-        revisions = [reviser.revise(PROMPT, HARMFUL, 0), reviser.revise(PROMPT, HARMFUL, 1)]
-    finally:
-        critic.close()
+def test_constitutional_data_counts_and_shapes(constitution, chat_server):
+    _, lm = scripted_critic(chat_server, ["bad", REFUSAL, "yes", "bad", REFUSAL, "no"])
+    reviser = Reviser(lm, constitution)
+    revisions = [reviser.revise(PROMPT, HARMFUL, 0), reviser.revise(PROMPT, HARMFUL, 1)]
     replay = [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}]
     data = constitutional_data(revisions, replay)
     assert data.stats["acceptance_rate"] == 0.5 and data.stats["verdict/no"] == 1 and data.stats["replay"] == 1

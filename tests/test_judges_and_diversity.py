@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -38,55 +35,27 @@ def test_reward_function_judge():
     assert [s.reward for s in judge.score_group(TASK, ["ab", "abcd"])] == [-2.0, -4.0]
 
 
-class _Server:
-    """A real HTTP server on 127.0.0.1 speaking the chat-completions shape; its behaviour is scripted per test."""
+def _scripted(script: list[str]):
+    """A responder playing `script`: "500"/"429" an HTTP error, "slow" a 1 s delay, "bad" a malformed body,
+    "ok:TEXT" the reply TEXT; "Score: 7" once the script is spent."""
+    script = list(script)
 
-    def __init__(self, script: list[str]):
-        self.script, self.requests = list(script), []
-        outer = self
+    def respond(body: dict):
+        action = script.pop(0) if script else "ok:Score: 7"
+        if action in ("500", "429"):
+            return int(action)
+        if action == "slow":
+            time.sleep(1.0)
+        if action == "bad":
+            return b'{"oops": 1}'
+        return action.split(":", 1)[1] if ":" in action else "Score: 7"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                action = outer.script.pop(0) if outer.script else "ok:Score: 7"
-                if action in ("500", "429"):
-                    self.send_response(int(action))
-                    self.end_headers()
-                    return
-                if action == "slow":
-                    time.sleep(1.0)
-                if action == "bad":
-                    payload = b'{"oops": 1}'
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                reply = action.split(":", 1)[1] if ":" in action else "Score: 7"
-                payload = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+    return respond
 
 
 @pytest.fixture
-def server(request):
-    s = _Server(request.param)
-    yield s
-    s.close()
+def server(request, chat_server):
+    return chat_server(_scripted(request.param))
 
 
 @pytest.mark.parametrize("server", [["500", "ok:Looks right. Score: 9"]], indirect=True)
