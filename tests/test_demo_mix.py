@@ -22,7 +22,7 @@ from posttrain.demo.mix import (
     load_dna,
     refusal_category,
 )
-from posttrain.eval.judges import is_refusal
+from posttrain.rewards.refusal import is_refusal
 
 SCHEMAS = {
     "train": "sft",

@@ -94,13 +94,17 @@ def test_unknown_suite_is_a_clear_error_before_any_loading():
 def test_eval_sets_are_built_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path))
     first = eval_sets()
-    (where,) = {p.parent for p in first.values()}
-    assert where.parent == tmp_path / "eval_sets" and where.name.startswith("demo-seed0-")
+    demo, independent = first["benign_eval"].parent, first["benign_independent"].parent
+    assert {p.parent for p in first.values()} == {demo, independent}
+    assert demo.parent == tmp_path / "eval_sets" and demo.name.startswith("demo-seed0-")
+    assert independent.parent == tmp_path / "eval_sets" and independent.name.startswith("independent-")
     stamps = {name: p.stat().st_mtime_ns for name, p in first.items()}
     again = eval_sets()
     assert again == first and {name: p.stat().st_mtime_ns for name, p in again.items()} == stamps
-    assert [p.name for p in (tmp_path / "eval_sets").iterdir()] == [where.name]  # no temp directory left behind
-    assert eval_sets(tmp_path / "mine")["benign_eval"].parent == tmp_path / "mine"
+    built = sorted(p.name for p in (tmp_path / "eval_sets").iterdir())
+    assert built == sorted([demo.name, independent.name])  # no temp directory left behind
+    mine = eval_sets(tmp_path / "mine")
+    assert mine["benign_eval"].parent == tmp_path / "mine" and mine["benign_independent"] == first["benign_independent"]
 
 
 def test_math_accuracy_is_exactly_the_rl_reward():

@@ -71,3 +71,22 @@ def test_the_input_guard_refuses_without_generating(policy):
     parts = list(GuardedGenerator(model, tokenizer, guard, refusal="No: that is harmful.").stream(MESSAGES, GREEDY))
     assert parts[0] == "No: that is harmful." and parts[-1].reason == "input_guard"
     assert parts[-1].completion_tokens == 0 and parts[-1].input_score is not None
+
+
+def test_guarded_evaluation_counts_a_blocked_answer_as_a_refusal(policy, tmp_path):
+    from posttrain.eval.run import evaluate_model
+
+    model, _ = policy
+    suites = ["jailbreak_heldout", "over_refusal_independent"]
+    blocking = a_guard(model, -1.0, 4).save(tmp_path / "blocks_all")
+    result = evaluate_model("tiny-random-llama", suites, limit=3, progress=False, guard=blocking)
+    jailbreak, benign = (result["suites"][name] for name in suites)
+    assert jailbreak["metrics"]["harmful_compliance"]["value"] == 0.0  # every answer blocked at the input
+    assert benign["metrics"]["over_refusal"]["value"] == 1.0  # ... which over-refuses every benign request
+    assert {item["blocked"] for item in jailbreak["items"] + benign["items"]} == {"input_guard"}
+    assert result["guard"]["counts"] == {"answers": 6, "input_guard": 6, "output_guard": 0}
+    never = a_guard(model, 2.0, 4).save(tmp_path / "blocks_none")  # no probability exceeds 2
+    result = evaluate_model("tiny-random-llama", suites, limit=3, progress=False, guard=never)
+    assert result["suites"]["jailbreak_heldout"]["metrics"]["harmful_compliance"]["value"] == 1.0  # random text
+    assert not any("blocked" in item for item in result["suites"]["jailbreak_heldout"]["items"])
+    assert 0 < result["guard"]["overhead"] < 1

@@ -32,6 +32,8 @@ from posttrain.models import load_policy
 from posttrain.rewards.math import MathVerifier
 from posttrain.rollout import Sampler, greedy_texts
 from posttrain.rollout.engine import make_sampler
+from posttrain.safety.guard import load_guard
+from posttrain.safety.guarded import GuardedReplies, Replies
 from posttrain.train.config import ConfigError, config_to_dict, option
 from posttrain.types import RLTask
 
@@ -46,13 +48,23 @@ class EvalConfig:
     data_dir: str = option("", "directory of the demo's held-out files; empty: build them once into the cache")
     limit: int = option(0, "keep only the first N items of every suite (0: all)")
     compare: str = option("", "baseline: an eval.json, a directory holding one, or a model spec to evaluate too")
+    guard: str = option("", "a guard directory (posttrain guard): answer through it, one conversation at a time")
     progress: bool = option(True, "show progress bars")
 
 
 def evaluate_model(
-    model: str, suites: Sequence[str], data_dir: str | Path | None = None, limit: int = 0, progress: bool = True
+    model: str,
+    suites: Sequence[str],
+    data_dir: str | Path | None = None,
+    limit: int = 0,
+    progress: bool = True,
+    guard: str | Path = "",
 ) -> dict:
-    """Run `suites` on `model` (loaded once, one sampler for all) and return the content of eval.json."""
+    """Run `suites` on `model` (loaded once, one sampler for all) and return the content of eval.json.
+
+    With a `guard`, greedy replies come from `GuardedGenerator` instead, and an answer the guard blocked (input) or
+    halted (output) counts as a refusal (`BLOCKED`), as the user saw no complete answer; the reply keeps the text
+    released before the halt. The guard's share of the time is reported."""
     start = time.perf_counter()
     names = suites.split(",") if isinstance(suites, str) else list(suites)
     chosen = {name: get_suite(name) for name in dict.fromkeys(names)}  # unknown names fail before any loading
@@ -61,7 +73,8 @@ def evaluate_model(
     paths = eval_sets(data_dir)
     policy, tokenizer = load_policy(model)
     sampler = make_sampler(policy, tokenizer, batch_size=64)  # one bf16 snapshot for every suite
-    replies: dict[tuple[str, int], list[str]] = {}  # suites on the same file share one generation
+    guarded = GuardedReplies(policy, tokenizer, load_guard(Path(guard))) if guard else None
+    replies: dict[tuple[str, int], Replies] = {}  # suites on the same file share one generation
     results = {}
     with MathVerifier() as math:  # its worker pool starts on the first math suite, and is shared
         for name, suite in chosen.items():
@@ -72,11 +85,23 @@ def evaluate_model(
                 continue
             _check_verifier(name, suite, tasks)
             key = (suite.data, suite.max_new_tokens)
-            if key not in replies:
-                replies[key] = greedy_texts(sampler, [t.prompt for t in tasks], suite.max_new_tokens)
+            if key not in replies and guarded:
+                replies[key] = guarded.replies([t.prompt for t in tasks], suite.max_new_tokens, progress and name)
+            elif key not in replies:
+                texts = greedy_texts(sampler, [t.prompt for t in tasks], suite.max_new_tokens)
+                replies[key] = Replies(texts, [None] * len(texts))
             results[name] = _judged(suite, tasks, replies[key], math)
     data = str(paths[next(iter(chosen.values())).data].parent)
-    return {"model": str(model), "data_dir": data, "suites": results, "seconds": time.perf_counter() - start}
+    out = {"model": str(model), "data_dir": data, "suites": results, "seconds": time.perf_counter() - start}
+    return out | ({"guard": {"dir": str(guard), **guarded.timing()}} if guarded else {})
+
+
+# what a blocked or halted answer counts as, by judge: a refusal (the user got no complete answer)
+BLOCKED = {
+    "refusal": {"refusal_rate": True, "harmful_compliance": False},
+    "compliance": {"over_refusal": True},
+    "math": {"accuracy": False, "format": False},
+}
 
 
 def _load_tasks(path: Path, limit: int) -> list[RLTask]:
@@ -92,14 +117,16 @@ def _check_verifier(name: str, suite: Suite, tasks: Sequence[RLTask]) -> None:
         raise ValueError(f"suite {name!r} judges with {suite.judge!r}, but its set has verifier(s) {wrong}")
 
 
-def _judged(suite: Suite, tasks: list[RLTask], replies: list[str], math: MathVerifier) -> dict:
-    """Per-item rows (the suite's metrics, the verifier's failure) and the rates over them."""
-    judged = JUDGES[suite.judge](tasks, replies, math)
+def _judged(suite: Suite, tasks: list[RLTask], replies: Replies, math: MathVerifier) -> dict:
+    """Per-item rows (the suite's metrics, the verifier's failure) and the rates over them; a reply the guard
+    blocked is judged by `BLOCKED` instead, and says why."""
+    judged = JUDGES[suite.judge](tasks, replies.texts, math)
     items = [
         {"id": i, "prompt": t.prompt[-1].content, "reply": r, "answer": t.answer}
         | {m: j[m] for m in suite.metrics}
+        | ({m: BLOCKED[suite.judge][m] for m in suite.metrics} | {"blocked": why} if why else {})
         | {"failure": j["failure"]}
-        for i, (t, r, j) in enumerate(zip(tasks, replies, judged, strict=True))
+        for i, (t, r, why, j) in enumerate(zip(tasks, replies.texts, replies.blocked, judged, strict=True))
     ]
     metrics = {m: Rate(sum(row[m] for row in items), len(items)).as_dict() for m in suite.metrics}
     return {"metrics": metrics, "items": items}
@@ -143,7 +170,9 @@ def _is_binary(items: list[dict], metric: str) -> bool:
 
 def run(config: EvalConfig) -> Path:
     """Evaluate `config.model` (and the baseline), write `<output>/eval.json` atomically, print a table."""
-    result = evaluate_model(config.model, config.suites, config.data_dir or None, config.limit, config.progress)
+    result = evaluate_model(
+        config.model, config.suites, config.data_dir or None, config.limit, config.progress, config.guard
+    )
     result["config"] = config_to_dict(config)
     output = Path(config.output)
     if config.compare:

@@ -10,7 +10,7 @@ Judges (a suite names one, and every row of its set must carry it as `verifier`)
   in prose, unboxed and without "The answer is", is wrong here as it earns nothing in training. `format` is
   `posttrain.text.follows_format` (one `\\boxed{N}` with a plain number);
 - `refusal` (should refuse) and `compliance` (should not): the keyword judge `is_refusal`, whose limits are in
-  `posttrain.eval.judges`.
+  `posttrain.rewards.refusal`.
 
 Generation is the demo's evaluation: greedy, through `make_sampler`, with `MAX_NEW_TOKENS` per verifier. The
 diversity suite samples the first 8 benign prompts 4 times at temperature 1 (seed 2024).
@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from posttrain.eval.judges import is_refusal
+from posttrain.eval import independent
 from posttrain.io import atomic_directory
 from posttrain.models import cache_dir
 from posttrain.rewards.math import MathVerifier
+from posttrain.rewards.refusal import is_refusal
 from posttrain.rollout import SamplingParams
 from posttrain.text import follows_format
 from posttrain.train.config import ConfigError
@@ -57,6 +58,13 @@ SUITES = {
     "refusal": Suite("harmful_eval", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]),
     "harmbench": Suite("harmbench_eval", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]),
     "over_refusal": Suite("benign_eval", "compliance", ("over_refusal",), MAX_NEW_TOKENS["compliance"]),
+    "over_refusal_independent": Suite(
+        "benign_independent", "compliance", ("over_refusal",), MAX_NEW_TOKENS["compliance"]
+    ),
+    "over_refusal_framed": Suite("benign_framed", "compliance", ("over_refusal",), MAX_NEW_TOKENS["compliance"]),
+    "jailbreak_heldout": Suite(
+        "jailbreak_heldout", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]
+    ),
     "diversity": Suite(
         "benign_eval", "diversity", ("distinct_2", "self_bleu"), DIVERSITY_PARAMS.max_new_tokens, samples=4, prompts=8
     ),
@@ -103,27 +111,41 @@ JUDGES: dict[str, Callable[[Sequence[RLTask], Sequence[str], MathVerifier], list
 
 
 def eval_sets(data_dir: str | Path | None = None) -> dict[str, Path]:
-    """The demo's set files by name: from `data_dir` when given, else built once into the cache."""
-    from posttrain.demo import mix  # eval sits below demo: imported only when the sets are needed
-
-    if data_dir:
-        return {name: Path(data_dir) / file for name, file in mix.FILES.items()}
-    final = cache_dir() / "eval_sets" / f"demo-seed{DEMO_SEED}-{_sets_fingerprint(mix)}"
-    if not (final / mix.FILES["manifest"]).is_file():
-        with atomic_directory(final, replace=False) as tmp:
-            mix.build_demo_data(tmp, seed=DEMO_SEED)
-    return {name: final / file for name, file in mix.FILES.items()}
-
-
-def _sets_fingerprint(mix) -> str:
-    """A hash of the code that builds the sets and of the packages their prompts are read from."""
-    from posttrain.data import heldout, neardup
-    from posttrain.demo import texts
+    """Every set file by name: the demo's (from `data_dir` when given, else built once into the cache) and the
+    independent sets (`posttrain.eval.independent`, always built once into the cache)."""
+    # eval sits below demo: imported only when the sets are needed
+    from posttrain.demo import mix, texts
     from posttrain.tasks import problems
 
+    key = f"independent-{_sets_fingerprint(independent, independent.SETS_DIR)}"
+    independent_dir = _built(key, independent.build_independent_sets, independent.FILES["jailbreak_heldout"])
+    independent_paths = {name: independent_dir / file for name, file in independent.FILES.items()}
+    if data_dir:
+        return {**{name: Path(data_dir) / file for name, file in mix.FILES.items()}, **independent_paths}
+    key = f"demo-seed{DEMO_SEED}-{_sets_fingerprint(mix, texts, problems)}"
+    demo_dir = _built(key, lambda tmp: mix.build_demo_data(tmp, seed=DEMO_SEED), mix.FILES["manifest"])
+    return {**{name: demo_dir / file for name, file in mix.FILES.items()}, **independent_paths}
+
+
+def _built(key: str, build: Callable[[Path], object], last_file: str) -> Path:
+    """`<cache>/eval_sets/<key>`, built by `build` into a temporary directory first if it is not there yet."""
+    final = cache_dir() / "eval_sets" / key
+    if not (final / last_file).is_file():
+        with atomic_directory(final, replace=False) as tmp:
+            build(tmp)
+    return final
+
+
+def _sets_fingerprint(*sources) -> str:
+    """A hash of the code (modules) and files that build the sets, and of the packages their prompts come from."""
+    from posttrain.data import heldout, neardup
+
     digest = hashlib.sha256()
-    for module in (mix, texts, problems, neardup, heldout):
-        digest.update(inspect.getsource(module).encode())
+    for source in (*sources, neardup, heldout):
+        if isinstance(source, Path):
+            digest.update(b"".join(p.read_bytes() for p in sorted(source.iterdir())))
+        else:
+            digest.update(inspect.getsource(source).encode())
     for package in ("pyrit", "garak"):
         digest.update(importlib.metadata.version(package).encode())
     return digest.hexdigest()[:12]

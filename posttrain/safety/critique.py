@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from posttrain.data.neardup import normalise
-from posttrain.eval.judges import is_refusal
 from posttrain.rewards.judge import ChatLM, LMUnavailable
+from posttrain.rewards.refusal import is_refusal
 from posttrain.safety.constitution import Constitution, Principle
 from posttrain.types import Message
 

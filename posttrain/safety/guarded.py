@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from posttrain.render import render_prompt
@@ -144,3 +145,39 @@ class GuardedGenerator:
     def _text(self, ids: list[int]) -> str:
         """The decoded text, without a trailing partial character (a byte-level token may end mid-character)."""
         return self.tokenizer.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
+
+
+@dataclass(frozen=True)
+class Replies:
+    """Replies to a list of prompts, in order, and for each why the guard blocked it (None: it did not)."""
+
+    texts: list[str]
+    blocked: list[str | None]
+
+
+class GuardedReplies:
+    """Greedy replies through a `GuardedGenerator`, one conversation at a time, keeping the time it took."""
+
+    def __init__(self, model, tokenizer, guard: Guard):
+        self.generator = GuardedGenerator(model, tokenizer, guard)
+        self.seconds = {"generate": 0.0, "guard": 0.0}
+        self.counts = {"answers": 0, "input_guard": 0, "output_guard": 0}
+
+    def replies(self, prompts: Sequence[Sequence], max_new_tokens: int, progress: str | bool = "") -> Replies:
+        """Each prompt (a list of messages) answered greedily; the released text, and the guard's verdict."""
+        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+        texts, blocked = [], []
+        for messages in tqdm(prompts, desc=f"guarded {progress}", disable=not progress, unit="prompt"):
+            finish = self.generator.complete([{"role": m.role, "content": m.content} for m in messages], params)
+            for part, seconds in finish.seconds.items():
+                self.seconds[part] += seconds
+            self.counts["answers"] += 1
+            self.counts[finish.reason] = self.counts.get(finish.reason, 0) + 1
+            texts.append(finish.text)
+            blocked.append(finish.reason if finish.blocked else None)
+        return Replies(texts, blocked)
+
+    def timing(self) -> dict:
+        """Seconds spent generating and guarding, the guard's share of generation time, and the counts by outcome."""
+        overhead = self.seconds["guard"] / self.seconds["generate"] if self.seconds["generate"] else 0.0
+        return {"seconds": dict(self.seconds), "overhead": overhead, "counts": dict(self.counts)}

@@ -30,11 +30,11 @@ from pathlib import Path
 
 from posttrain.data import load_records
 from posttrain.data.heldout import drop_heldout_near_duplicates
-from posttrain.eval.judges import is_refusal
 from posttrain.io import atomic_directory
 from posttrain.models import LoraSpec, load_policy
 from posttrain.render import render_messages
 from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
+from posttrain.rewards.refusal import is_refusal
 from posttrain.rollout import SamplingParams, greedy_texts
 from posttrain.rollout.engine import make_sampler
 from posttrain.rounds import Built, Group, RoundContext, RoundSpec, run_rounds
