@@ -70,6 +70,12 @@ def _guard():
     return guard.GuardConfig, guard.run
 
 
+def _constitution_data():
+    from posttrain.demo import constitution_data
+
+    return constitution_data.ConstitutionDataConfig, constitution_data.run
+
+
 def _demo_data():
     from posttrain.demo import stage
 
@@ -103,6 +109,13 @@ STAGES: dict[str, Stage] = {
             trains_model=False,
         ),
         Stage("demo_data", "build the demo's data mix (a recipe's first stage)", _demo_data, trains_model=False),
+        Stage(
+            "constitution_data",
+            "the demo's prompts and replay for the constitution stage, from its training file",
+            _constitution_data,
+            ("train",),
+            trains_model=False,
+        ),
     )
 }
 

