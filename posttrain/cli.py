@@ -1,5 +1,6 @@
 """The `posttrain` command: one subcommand per registered stage (`posttrain.registry`), plus the commands that
-work on stages: `run` (a recipe), `demo` (the shipped demo recipe), `eval`, `report` and `validate`.
+work on stages: `run` (a recipe), `demo` (the shipped demo recipe), `eval`, `report` and `validate`; and the
+two that serve a model, guarded: `chat` (in the terminal) and `serve` (an OpenAI-compatible HTTP endpoint).
 
 Exit codes: 0 done; 1 a stage failed on its data or files; 2 bad input (a recipe, a config key or a flag value:
 refused before anything is written), a recipe stage whose settings or inputs changed since it ran, or a command
@@ -18,6 +19,10 @@ from posttrain.registry import STAGES
 
 Command = Callable[[argparse.Namespace], int]
 RECIPES = Path(__file__).parent / "recipes"  # the shipped recipes (also `recipes/` in a source checkout)
+MODULE_COMMANDS = {  # posttrain.<name> has add_arguments(parser) and run(args) -> int
+    "chat": "chat with a model in the terminal, guarded",
+    "serve": "an OpenAI-compatible chat server on localhost, guarded",
+}
 NOT_BUILT = {"decontaminate": "remove benchmark overlap from training data"}
 
 
@@ -45,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(
         sub.add_parser("validate", help="check a data file against a schema", description="check a data file")
     )
+    for name, help_text in MODULE_COMMANDS.items():
+        _add_module(sub.add_parser(name, help=help_text, description=_doc(f"posttrain.{name}")), name)
     for name, help_text in NOT_BUILT.items():
         sub.add_parser(name, help=f"{help_text} (not built yet)").set_defaults(run=_not_available(name))
     return parser
@@ -132,6 +139,15 @@ def _add_validate(parser: argparse.ArgumentParser) -> None:
 
     validate.add_arguments(parser)
     parser.set_defaults(run=validate.run)
+
+
+def _add_module(parser: argparse.ArgumentParser, module: str) -> None:
+    """A command whose module has `add_arguments(parser)` and `run(args) -> int`."""
+    import importlib
+
+    command = importlib.import_module(f"posttrain.{module}")
+    command.add_arguments(parser)
+    parser.set_defaults(run=command.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
