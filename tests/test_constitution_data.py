@@ -35,12 +35,12 @@ def test_prompts_are_harmful_and_benign_training_prompts_some_in_our_frames(buil
     assert not any(heldout.matches(p["prompt"]) for p in prompts)  # never the held-out jailbreak frames
 
 
-def test_replay_keeps_every_answer_and_adds_a_framed_copy_with_the_same_answer(built):
+def test_replay_keeps_every_answer_and_adds_a_framed_copy_of_the_benign_ones(built):
     train, _, replay, _ = built
     kept = [r for r in train if r["source"] not in ("arithmetic", "word_problem")]
     plain, framed = replay[: len(kept)], replay[len(kept) :]
     assert [r["messages"] for r in plain] == [r["messages"] for r in kept]
-    originals = [r for r in kept if r["source"] != "chat"]
+    originals = [r for r in kept if r["source"] in ("benign", "everyday")]  # refusals are not framed
     assert len(framed) == len(originals)
     for original, copy in zip(originals, framed, strict=True):
         assert copy["messages"][1] == original["messages"][1] and copy["source"] == f"{original['source']}_framed"

