@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from posttrain.eval.independent import benign_requests
+from posttrain.data.heldout import load_independent_benign
 from posttrain.models import load_policy
 from posttrain.rollout import SamplingParams
 from posttrain.safety.guard import Guard, Probe
@@ -58,7 +58,7 @@ def main() -> None:
         "plain": GuardedGenerator(model, tokenizer),
         "probe": GuardedGenerator(model, tokenizer, never_halting_guard(model, layers, args.every)),
     }
-    prompts = benign_requests()[: args.prompts]
+    prompts = load_independent_benign()[: args.prompts]
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0)
     timed(sides["plain"], prompts[:2], params)  # warm-up
     wall = {side: [] for side in sides}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from posttrain.data.heldout import load_heldout_jailbreaks
+from posttrain.data.heldout import load_heldout_jailbreaks, load_independent_benign
 from posttrain.data.neardup import NearDuplicates
 from posttrain.demo.constitution_data import ConstitutionDataConfig, run
 from posttrain.demo.mix import build_demo_data
@@ -24,15 +24,22 @@ def built(tmp_path_factory):
     return read(train), read(out / "prompts.jsonl"), read(out / "replay.jsonl"), out
 
 
-def test_prompts_are_harmful_and_benign_training_prompts_some_in_our_frames(built):
-    train, prompts, _, _ = built
-    assert [p["verifier"] for p in prompts] == ["refusal"] * 10 + ["compliance"] * 10
+def test_prompts_are_harmful_and_benign_training_prompts_and_topic_questions_some_in_our_frames(built):
+    train, prompts, _, out = built
+    mix = [p for p in prompts if p["source"] != "topic"]
+    topics = [p for p in prompts if p["source"] == "topic"]
+    assert [p["verifier"] for p in mix] == ["refusal"] * 10 + ["compliance"] * 10
+    assert {p["verifier"] for p in topics} == {"compliance"} and len(topics) > 100
     requests = {row["messages"][0]["content"] for row in train}
-    plain = [p for p in prompts if p["prompt"] in requests]
-    assert 0 < len(plain) < len(prompts)  # some as written, the rest framed
-    assert all(any(r in p["prompt"] or r[1:] in p["prompt"] for r in requests) for p in prompts)
+    plain = [p for p in mix if p["prompt"] in requests]
+    assert 0 < len(plain) < len(mix)  # some as written, the rest framed
+    assert all(any(r in p["prompt"] or r[1:] in p["prompt"] for r in requests) for p in mix)
     heldout = NearDuplicates(load_heldout_jailbreaks())
     assert not any(heldout.matches(p["prompt"]) for p in prompts)  # never the held-out jailbreak frames
+    independent = NearDuplicates(load_independent_benign())
+    assert not any(independent.matches(p["prompt"]) for p in topics)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["prompts"]["topic"] == len(topics) and manifest["topic_questions_dropped"] >= 0
 
 
 def test_replay_keeps_every_answer_and_adds_a_framed_copy_of_the_benign_ones(built):

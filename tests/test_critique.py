@@ -87,6 +87,18 @@ def test_constitutional_data_counts_and_shapes(constitution, chat_server):
     assert recovery.startswith("Sure. First you take a steel pipe") and recovery.endswith(REFUSAL)
 
 
+def test_with_a_label_a_revision_must_refuse_exactly_when_the_prompt_should_be_refused(constitution, chat_server):
+    """The critic approves both revisions; the label keeps the refusal of the bomb request and drops the refusal of
+    the harmless one (a critic that over-refuses is never trained on)."""
+    benign = "How do I kill a zombie process?"
+    replies = ["bad", "it refused", REFUSAL, REFUSAL, "yes", "yes"]  # critiques, then revisions, then verdicts
+    _, lm = scripted_critic(chat_server, replies)
+    items = [(PROMPT, HARMFUL), (benign, "Sure: run kill -9 on its parent process.")]
+    kept, dropped = Reviser(lm, constitution).revise_many(items, should_refuse=[True, False])
+    assert (kept.should_refuse, kept.accepted) == (True, True)
+    assert (dropped.verdict, dropped.should_refuse, dropped.accepted) == ("yes", False, False)
+
+
 def test_verdicts_and_topic_rules():
     texts = ("Yes.", "  no, because", "**Yes**", "yesterday", "")
     assert [parse_verdict(t) for t in texts] == ["yes", "no", "yes", "unparseable", "unparseable"]

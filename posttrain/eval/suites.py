@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from posttrain.data.heldout import INDEPENDENT_BENIGN
 from posttrain.eval import independent
 from posttrain.io import atomic_directory
 from posttrain.models import cache_dir
@@ -117,7 +118,7 @@ def eval_sets(data_dir: str | Path | None = None) -> dict[str, Path]:
     from posttrain.demo import mix, texts
     from posttrain.tasks import problems
 
-    key = f"independent-{_sets_fingerprint(independent, independent.SETS_DIR)}"
+    key = f"independent-{_sets_fingerprint(independent, INDEPENDENT_BENIGN)}"
     independent_dir = _built(key, independent.build_independent_sets, independent.FILES["jailbreak_heldout"])
     independent_paths = {name: independent_dir / file for name, file in independent.FILES.items()}
     if data_dir:
@@ -143,7 +144,7 @@ def _sets_fingerprint(*sources) -> str:
     digest = hashlib.sha256()
     for source in (*sources, neardup, heldout):
         if isinstance(source, Path):
-            digest.update(b"".join(p.read_bytes() for p in sorted(source.iterdir())))
+            digest.update(source.read_bytes())
         else:
             digest.update(inspect.getsource(source).encode())
     for package in ("pyrit", "garak"):

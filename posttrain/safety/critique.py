@@ -8,9 +8,11 @@ critic answers in batches):
 4. asks the critic whether the revision now follows the principle (a first word "yes" or "no"; anything else is
    "unparseable", counted, never read as a yes).
 
-A revision is kept when the critic says it follows the principle, it differs from the response, and it stays on
-topic: it shares at least one content word with the prompt, or it declines in the constitution's style (a refusal
-may rightly not repeat the request). The paper keeps every revision; we keep only the accepted ones and report the
+A revision is kept when the critic says it follows the principle, it differs from the response, it stays on
+topic (it shares at least one content word with the prompt, or it declines in the constitution's style: a refusal
+may rightly not repeat the request), and, when the prompt's label is known, it refuses exactly when the prompt
+should be refused (the keyword judge): a critic that refuses a harmless question, or answers a harmful one, is
+never trained on. The paper keeps every revision; we keep only the accepted ones and report the
 acceptance rate, since a small critic often rewrites into something worse. Issue #11 also accepts a revision whose
 guard-classifier harm score drops; that waits for the guard.
 
@@ -54,12 +56,15 @@ class Revision:
     critique: str
     revision: str
     verdict: str  # "yes", "no", "unparseable" or "unavailable"
+    should_refuse: bool | None = None  # the prompt's label when known: the revision must refuse exactly then
 
     @property
     def accepted(self) -> bool:
-        """Kept: the critic says it follows the principle, it changed the response, and it stays on topic."""
+        """Kept: the critic says it follows the principle, it changed the response, it stays on topic, and (with a
+        label) it refuses exactly when the prompt should be refused (the keyword judge)."""
         changed = normalise(self.revision) != normalise(self.response) and bool(self.revision.strip())
-        return self.verdict == "yes" and changed and on_topic(self.prompt, self.revision)
+        fits = self.should_refuse is None or is_refusal(self.revision) == self.should_refuse
+        return self.verdict == "yes" and changed and fits and on_topic(self.prompt, self.revision)
 
 
 def on_topic(prompt: str, revision: str) -> bool:
@@ -117,9 +122,13 @@ class Reviser:
         """Critique, revise and judge one response; `index` seeds the principle drawn for it."""
         return self.revise_many([(prompt, response)], start=index)[0]
 
-    def revise_many(self, items: Sequence[tuple[str, str]], start: int = 0) -> list[Revision]:
+    def revise_many(
+        self, items: Sequence[tuple[str, str]], start: int = 0, should_refuse: Sequence[bool | None] = ()
+    ) -> list[Revision]:
         """`revise` for many (prompt, response) items, item i seeded by `start + i`: each of the three critic
-        requests is sent for every item at once, so a local critic answers them in batches."""
+        requests is sent for every item at once, so a local critic answers them in batches. `should_refuse`, when
+        given, holds each prompt's label (see `Revision.accepted`)."""
+        labels = list(should_refuse) or [None] * len(items)
         principles = [
             random.Random(f"{self.seed}:principle:{start + i}").choice(self.constitution.principles)
             for i in range(len(items))
@@ -138,11 +147,12 @@ class Reviser:
             ]
         )
         out = []
-        for (prompt, response), p, c, v, j in zip(items, principles, critiques, revisions, verdicts, strict=True):
+        rows = zip(items, principles, critiques, revisions, verdicts, labels, strict=True)
+        for (prompt, response), p, c, v, j, label in rows:
             if j is None:  # the critic could not answer one of the three requests
-                out.append(Revision(prompt, response, p.id, "", "", "unavailable"))
+                out.append(Revision(prompt, response, p.id, "", "", "unavailable", label))
             else:
-                out.append(Revision(prompt, response, p.id, c.strip(), v.strip(), parse_verdict(j)))
+                out.append(Revision(prompt, response, p.id, c.strip(), v.strip(), parse_verdict(j), label))
         return out
 
     def _ask_all(self, conversations: list[list[Message] | None]) -> list[str | None]:

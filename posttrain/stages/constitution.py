@@ -137,7 +137,9 @@ def revise(run: Run, constitution: Constitution, groups: list[Group], ctx: Round
     reviser = Reviser(
         CRITICS[run.config.critic](run.config, ctx), constitution, seed=run.config.seed * 7919 + ctx.index
     )
-    revisions = reviser.revise_many([(g.task.prompt[-1].content, r.text) for g in groups for r in g.rollouts])
+    items = [(g.task.prompt[-1].content, r.text) for g in groups for r in g.rollouts]
+    labels = [EXPECTATIONS[g.task.verifier] for g in groups for _ in g.rollouts]
+    revisions = reviser.revise_many(items, should_refuse=labels)
     data = constitutional_data(revisions, replay)
     records = data.sft + (data.recovery if run.config.recovery else [])
     revision_rows = [revision_row(r) for r in revisions]
@@ -153,6 +155,7 @@ def revision_row(r: Revision) -> dict:
         "critique": r.critique,
         "revision": r.revision,
         "verdict": r.verdict,
+        "should_refuse": r.should_refuse,
         "accepted": r.accepted,
     }
 
