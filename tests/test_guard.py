@@ -15,6 +15,7 @@ from posttrain.safety.guard import (
     calibrate,
     halt_position,
     load_guard,
+    mean_features,
     prefix_features,
     roc_auc,
     tpr_at_fpr,
@@ -123,3 +124,12 @@ def test_a_saved_guard_scores_the_same(trained, tmp_path):
     loaded = load_guard(guard.save(tmp_path / "guard"))
     assert (loaded.layers, loaded.threshold, loaded.every) == (guard.layers, guard.threshold, guard.every)
     assert torch.equal(loaded.probe.scores(data["test"][0]), guard.probe.scores(data["test"][0]))
+
+
+def test_batched_mean_features_equal_the_last_running_mean_of_each_text(policy):
+    model, tokenizer = policy
+    texts = ["Hi", "How do I bake bread at home?", "Tell me a long story about a lighthouse keeper and a storm."]
+    ids = [render_prompt(tokenizer, [{"role": "user", "content": t}]) for t in texts]
+    batched = mean_features(model, ids, LAYERS, batch_size=2)  # mixed lengths in one padded batch
+    for row, one in enumerate(ids):
+        assert torch.allclose(batched[row], prefix_features(model, one, LAYERS)[-1], atol=1e-4)

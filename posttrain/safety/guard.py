@@ -39,6 +39,30 @@ def prefix_features(model, ids: list[int], layers: tuple[int, ...]) -> torch.Ten
     return means_L_T_H.permute(1, 0, 2).reshape(len(ids), -1).cpu()
 
 
+@torch.no_grad()
+def mean_features(model, ids_list: list[list[int]], layers: tuple[int, ...], batch_size: int = 16) -> torch.Tensor:
+    """(N, L*H) float32: for each token list, the mean over all its tokens of each layer's hidden states, which is
+    `prefix_features(model, ids, layers)[-1]`, computed in right-padded batches of similar lengths (a causal model's
+    states of real tokens do not see the padding after them)."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(ids_list)), key=lambda i: len(ids_list[i]))
+    out = [None] * len(ids_list)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(len(ids_list[i]) for i in chunk)
+        ids = torch.zeros(len(chunk), width, dtype=torch.long)
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, : len(ids_list[i])] = torch.tensor(ids_list[i])
+            mask[row, : len(ids_list[i])] = 1
+        hidden = model(ids.to(device), attention_mask=mask.to(device), output_hidden_states=True).hidden_states
+        weights_B_T = (mask / mask.sum(1, keepdim=True)).to(device, torch.float32)
+        means = torch.cat([torch.einsum("bt,bth->bh", weights_B_T, hidden[layer].float()) for layer in layers], 1)
+        for row, i in enumerate(chunk):
+            out[i] = means[row].cpu()
+    return torch.stack(out) if out else torch.zeros(0, len(layers) * model.config.hidden_size)
+
+
 @dataclass(frozen=True)
 class Probe:
     """A logistic-regression probe on standardised features: score = sigmoid(w . (x - mean) / std + b)."""
