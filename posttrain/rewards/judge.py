@@ -90,8 +90,9 @@ class LMJudge:
 class HFChatLM:
     """A local transformers chat model as a judge backend (greedy decoding)."""
 
-    def __init__(self, model, tokenizer, max_new_tokens: int = 256):
+    def __init__(self, model, tokenizer, max_new_tokens: int = 256, progress: str = ""):
         self.model, self.tokenizer, self.max_new_tokens = model, tokenizer, max_new_tokens
+        self.progress = progress  # a progress-bar label for `complete_many`; empty: no bar
 
     def complete(self, messages: list[Message]) -> str:
         """Greedy reply to `messages`."""
@@ -107,6 +108,7 @@ class HFChatLM:
         from posttrain.rollout.engine import make_sampler
 
         sampler = make_sampler(self.model, self.tokenizer, batch_size=32)
+        sampler.progress = self.progress
         return greedy_texts(sampler, [tuple(m) for m in conversations], self.max_new_tokens)
 
 

@@ -111,11 +111,12 @@ def expectation_scorer(tasks: list[RLTask], rollouts) -> list[Score]:
 
 
 def _self_critic(config: ConstitutionConfig, ctx: RoundContext) -> ChatLM:
-    return HFChatLM(ctx.model, ctx.tokenizer, max_new_tokens=config.critic_max_new_tokens)
+    return HFChatLM(ctx.model, ctx.tokenizer, config.critic_max_new_tokens, "critic" if config.progress else "")
 
 
 def _local_critic(config: ConstitutionConfig, ctx: RoundContext) -> ChatLM:
-    return HFChatLM(*load_policy(config.critic_model), max_new_tokens=config.critic_max_new_tokens)
+    progress = "critic" if config.progress else ""
+    return HFChatLM(*load_policy(config.critic_model), config.critic_max_new_tokens, progress)
 
 
 def _endpoint_critic(config: ConstitutionConfig, ctx: RoundContext) -> ChatLM:
