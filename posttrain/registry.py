@@ -103,7 +103,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "guard",
-            "train and measure a guard classifier on the policy's activations",
+            "train and compare guard classifiers: a probe on the policy's activations, sentence embeddings, a cascade",
             _guard,
             ("harmful", "harmless", "constitution"),
             trains_model=False,
