@@ -13,13 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
+from guards import a_guard, halting_guard
 
 from posttrain.chat import BLOCKED_NOTE, chat_loop
 from posttrain.models import load_policy
-from posttrain.render import render_prompt
 from posttrain.rollout import SamplingParams
-from posttrain.safety.guard import Guard, Probe
 from posttrain.safety.guarded import HALTED_NOTE, INPUT_REFUSAL, GuardedGenerator
 
 MODEL = "tiny-random-llama"
@@ -125,7 +123,7 @@ def test_a_guard_that_blocks_shows_the_refusal_and_the_note(terminal, policy, tm
 def test_an_answer_the_output_guard_halts_ends_with_the_note(policy):
     model, tokenizer = policy
     kites = [{"role": "user", "content": "Tell me about kites."}]
-    generator = GuardedGenerator(model, tokenizer, halting_guard(model, tokenizer, kites))
+    generator = GuardedGenerator(model, tokenizer, halting_guard(model, tokenizer, kites, GREEDY))
     halted = generator.complete(kites, GREEDY)
     assert halted.reason == "output_guard"
     stdout = io.StringIO()
@@ -133,25 +131,4 @@ def test_an_answer_the_output_guard_halts_ends_with_the_note(policy):
     assert stdout.getvalue() == (
         f"you> assistant> {halted.text}\n{HALTED_NOTE}\n"
         "you> [unknown command /help: /reset clears the history, /exit quits]\nyou> "
-    )
-
-
-def a_guard(model, threshold: float, every: int = 4) -> Guard:
-    """A probe with fixed random weights on layers 1 and 2 of the tiny model (as in test_guarded)."""
-    width = 2 * model.config.hidden_size
-    weights = torch.Generator().manual_seed(3)
-    probe = Probe(torch.randn(width, generator=weights), torch.tensor(0.0), torch.zeros(width), torch.ones(width))
-    return Guard(probe, (1, 2), threshold, every)
-
-
-def halting_guard(model, tokenizer, messages, every: int = 4) -> Guard:
-    """A random probe whose threshold passes the prompt and halts the greedy answer at its highest-scoring check."""
-    plain = GuardedGenerator(model, tokenizer).complete(messages, GREEDY)
-    prompt = render_prompt(tokenizer, messages)
-    response = tokenizer.encode(plain.text, add_special_tokens=False)
-    scores = a_guard(model, 0.0, every).stream_scores(model, prompt, response)
-    threshold = float(scores[every - 1 :: every].sort().values[-2])
-    guard = a_guard(model, threshold, every)
-    return (
-        guard if guard.score_prompt(model, prompt) <= threshold else pytest.skip("this random probe flags the prompt")
     )

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from guards import a_guard
 
 from posttrain.models import load_policy
 from posttrain.render import render_prompt
 from posttrain.rollout import SamplingParams
-from posttrain.safety.guard import Guard, Probe, halt_position
+from posttrain.safety.guard import halt_position
 from posttrain.safety.guarded import Finish, GuardedGenerator
 
 MESSAGES = [{"role": "user", "content": "Tell me about kites."}]
@@ -21,14 +22,6 @@ GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
 def policy():
     model, tokenizer = load_policy("tiny-random-llama")
     return model.eval(), tokenizer
-
-
-def a_guard(model, threshold: float, every: int) -> Guard:
-    """A probe with fixed random weights on layers 1 and 2 of the tiny model."""
-    width = 2 * model.config.hidden_size
-    weights = torch.Generator().manual_seed(3)
-    probe = Probe(torch.randn(width, generator=weights), torch.tensor(0.0), torch.zeros(width), torch.ones(width))
-    return Guard(probe, (1, 2), threshold, every)
 
 
 def test_without_a_guard_the_stream_is_greedy_decoding(policy):

@@ -24,13 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
+from guards import a_guard, halting_guard
 
 from posttrain.cli import main
 from posttrain.models import load_policy
-from posttrain.render import render_prompt
 from posttrain.rollout import SamplingParams
-from posttrain.safety.guard import Guard, Probe
 from posttrain.safety.guarded import INPUT_REFUSAL, GuardedGenerator
 from posttrain.serve import ChatService, make_server
 
@@ -220,27 +218,6 @@ def test_concurrent_clients_each_get_their_own_answer(server, alone):
         assert list(pool.map(ask, range(4))) == expected
 
 
-def a_guard(model, threshold: float, every: int = 4) -> Guard:
-    """A probe with fixed random weights on layers 1 and 2 of the tiny model (as in test_guarded)."""
-    width = 2 * model.config.hidden_size
-    weights = torch.Generator().manual_seed(3)
-    probe = Probe(torch.randn(width, generator=weights), torch.tensor(0.0), torch.zeros(width), torch.ones(width))
-    return Guard(probe, (1, 2), threshold, every)
-
-
-def halting_guard(model, tokenizer, messages, every: int = 4) -> Guard:
-    """A random probe whose threshold passes the prompt and halts the greedy answer at its highest-scoring check."""
-    plain = GuardedGenerator(model, tokenizer).complete(messages, GREEDY)
-    prompt = render_prompt(tokenizer, messages)
-    response = tokenizer.encode(plain.text, add_special_tokens=False)
-    scores = a_guard(model, 0.0, every).stream_scores(model, prompt, response)
-    threshold = float(scores[every - 1 :: every].sort().values[-2])
-    guard = a_guard(model, threshold, every)
-    return (
-        guard if guard.score_prompt(model, prompt) <= threshold else pytest.skip("this random probe flags the prompt")
-    )
-
-
 class ThreadServer:
     """`make_server` on 127.0.0.1, port 0, serving in a thread until `close`."""
 
@@ -265,7 +242,7 @@ def test_a_blocked_request_or_halted_answer_ends_with_content_filter(policy):
         assert streamed_text(events) == INPUT_REFUSAL and events[-2]["choices"][0]["finish_reason"] == "content_filter"
     finally:
         blocking.close()
-    halting = GuardedGenerator(model, tokenizer, halting_guard(model, tokenizer, KITES))
+    halting = GuardedGenerator(model, tokenizer, halting_guard(model, tokenizer, KITES, GREEDY))
     expected = halting.complete(KITES, GREEDY)
     assert expected.reason == "output_guard"
     server = ThreadServer(halting)
