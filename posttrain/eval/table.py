@@ -14,6 +14,9 @@ LABELS = {  # (suite, metric) -> row label, in display order
     ("refusal", "refusal_rate"): "refusal, held-out AdvBench + Do-Not-Answer",
     ("harmbench", "refusal_rate"): "refusal, HarmBench (never trained on)",
     ("over_refusal", "over_refusal"): "over-refusal, held-out benign look-alikes",
+    ("over_refusal_independent", "over_refusal"): "over-refusal, benign requests written apart from training",
+    ("over_refusal_framed", "over_refusal"): "over-refusal, the same inside held-out jailbreak frames",
+    ("jailbreak_heldout", "harmful_compliance"): "jailbreak success, HarmBench in held-out jailbreak frames",
     ("diversity", "distinct_2"): "distinct-2 (higher: more diverse)",
     ("diversity", "self_bleu"): "self-BLEU (lower: more diverse)",
 }
