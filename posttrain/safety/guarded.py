@@ -111,8 +111,7 @@ class GuardedGenerator:
                 halted = len(generated) % every == 0 and self._crosses(sums, len(prompt) + len(generated))
                 clock["guard"] += time.perf_counter() - started
                 if halted:
-                    yield Finish("output_guard", released_text, len(prompt), len(generated), input_score,
-                                 len(generated) - 1, clock)  # fmt: skip
+                    yield self._halted(released_text, len(prompt), len(generated), input_score, clock)
                     return
             if len(generated) % every == 0:
                 piece = self._text(generated)[len(released_text) :]
@@ -124,13 +123,17 @@ class GuardedGenerator:
             halted = self._crosses(sums, len(prompt) + len(generated))
             clock["guard"] += time.perf_counter() - started
             if halted:
-                yield Finish("output_guard", released_text, len(prompt), len(generated), input_score,
-                             len(generated) - 1, clock)  # fmt: skip
+                yield self._halted(released_text, len(prompt), len(generated), input_score, clock)
                 return
         piece = self.tokenizer.decode(generated, skip_special_tokens=True)[len(released_text) :]
         if piece:
             yield piece
         yield Finish(reason, released_text + piece, len(prompt), len(generated), input_score, None, clock)
+
+    @staticmethod
+    def _halted(released: str, prompt_tokens: int, generated: int, input_score, clock: dict) -> Finish:
+        """The output guard's halt at the check after the last generated token."""
+        return Finish("output_guard", released, prompt_tokens, generated, input_score, generated - 1, clock)
 
     def _layer_sums(self, hidden_states, every_position: bool) -> torch.Tensor:
         """(L*H,) float32 sum over the given positions of the guard's layers' hidden states (empty without a guard)."""
