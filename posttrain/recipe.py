@@ -175,7 +175,7 @@ def _plan(
     if kind_name not in STAGES:
         raise RecipeError(f"{where}: stage: unknown stage {kind_name!r}; known: {', '.join(STAGES)}")
     kind = STAGES[kind_name]
-    parent = _parent(block, where, name, names, earlier) if kind.trains_model else None
+    parent = _parent(block, where, name, names, earlier) if kind.takes_model else None
     values = _config_values(block.get("config") or {}, where, names[: len(earlier)], root)
     values["output"] = str(root / name)
     if "resume" in {f.name for f in dataclasses.fields(kind.config)}:

@@ -28,6 +28,12 @@ class Stage:
     load: Callable[[], tuple[type, StageRun]]  # imports the stage module only when asked
     inputs: tuple[str, ...] = ()  # config keys that name input files: hashed into the lineage (a change refuses reuse)
     trains_model: bool = True  # takes a `model` and returns a final model directory
+    reads_model: bool = False  # takes a `model` (in a recipe, its parent's) but makes data, not a model
+
+    @property
+    def takes_model(self) -> bool:
+        """Whether the stage starts from a model: in a recipe, its parent stage's or the base."""
+        return self.trains_model or self.reads_model
 
     @property
     def config(self) -> type:
@@ -70,6 +76,12 @@ def _guard():
     return guard.GuardConfig, guard.run
 
 
+def _answers():
+    from posttrain.stages import answers
+
+    return answers.AnswersConfig, answers.run
+
+
 def _constitution_data():
     from posttrain.demo import constitution_data
 
@@ -107,6 +119,15 @@ STAGES: dict[str, Stage] = {
             _guard,
             ("harmful", "harmless", "constitution"),
             trains_model=False,
+            reads_model=True,
+        ),
+        Stage(
+            "answers",
+            "a model answers prompts; its finished, non-refusing answers become SFT records (teacher traces, replay)",
+            _answers,
+            ("prompts", "include"),
+            trains_model=False,
+            reads_model=True,
         ),
         Stage("demo_data", "build the demo's data mix (a recipe's first stage)", _demo_data, trains_model=False),
         Stage(

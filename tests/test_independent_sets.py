@@ -9,7 +9,9 @@ import pytest
 
 from posttrain.data.heldout import load_harmbench, load_heldout_jailbreaks, load_independent_benign
 from posttrain.data.neardup import NearDuplicates
+from posttrain.demo.constitution_data import topic_questions
 from posttrain.demo.mix import build_demo_data
+from posttrain.demo.stage import general_questions
 from posttrain.eval.independent import MAX_FRAME_CHARS, build_independent_sets, framed
 from posttrain.safety.constitution import load_constitution
 from posttrain.stages.guard import GuardConfig, requests
@@ -48,6 +50,8 @@ def test_no_training_prompt_is_a_near_duplicate_of_an_independent_benign_request
     train = [json.loads(line)["messages"][0]["content"] for line in paths["train"].read_text().splitlines()]
     constitution = load_constitution(None)
     train += [e for c in constitution.categories for e in (*c.must_not_help, *c.harmless_neighbours)]
+    questions = general_questions(tmp_path / "questions.jsonl").read_text().splitlines()
+    train += [json.loads(line)["prompt"] for line in questions] + topic_questions(0)[0]
     harmful, harmless = requests(GuardConfig())
     held_out = NearDuplicates(load_independent_benign())
     overlapping = [t for t in dict.fromkeys(train + harmful + harmless) if held_out.matches(str(t))]

@@ -300,3 +300,12 @@ def test_eval_cli_compares_two_models_on_the_same_items(tmp_path):
     compared = result["comparison"]["suites"]["refusal"]["refusal_rate"]
     assert compared["mcnemar"]["n"] == 4 and 0.0 <= compared["mcnemar"]["p_value"] <= 1.0
     assert len(result["suites"]["arithmetic"]["items"]) == 4 and "McNemar p=" in second.stdout
+
+
+def test_the_demo_recipe_resolves(tmp_path):
+    dry = posttrain("run", str(REPO / "recipes" / "demo.yaml"), "--output", str(tmp_path / "demo"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    parents = {"data": "-", "answers": "base", "sft": "base", "dpo": "sft", "grpo": "dpo", "constitution": "grpo"}
+    for stage, parent in parents.items():
+        assert f"[{stage}] stage=" in dry.stdout and f"from={parent} action=run" in dry.stdout.split(f"[{stage}]")[1]
+    assert f"data: {tmp_path}/demo/answers/train.jsonl" in dry.stdout

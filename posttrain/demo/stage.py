@@ -2,7 +2,9 @@
 
 It writes `posttrain.demo.mix.build_demo_data`'s files into the stage's output directory, plus `dpo_prompts.jsonl`:
 `dpo_prompts` training arithmetic prompts in the rl schema for the iterated DPO rounds, their answers read from
-the boxed answer of the SFT record. A recipe names the files as `${data}/train.jsonl` and so on.
+the boxed answer of the SFT record; and `questions.jsonl`: the general questions of `benign_questions.txt` in the
+rl schema (verifier `compliance`), for the `answers` stage to answer. A recipe names the files as
+`${data}/train.jsonl` and so on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from posttrain.demo.mix import build_demo_data
 from posttrain.io import atomic_write_text
 from posttrain.text import boxed_contents
 from posttrain.train.config import option
+
+QUESTIONS = Path(__file__).parent / "benign_questions.txt"
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,18 @@ def arithmetic_prompts(train: Path, out: Path, n: int, seed: int) -> Path:
     return out
 
 
+def general_questions(out: Path) -> Path:
+    """An rl-schema file of the general questions (verifier `compliance`: they are answered, not refused)."""
+    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
+    tasks = [{"prompt": q, "verifier": "compliance", "source": "question"} for q in lines if q and q[0] != "#"]
+    atomic_write_text(out, "".join(json.dumps(t) + "\n" for t in tasks))
+    return out
+
+
 def run(config: DemoDataConfig) -> Path:
     """Build the mix and the DPO prompts; returns the output directory."""
     out = Path(config.output)
     paths = build_demo_data(out, seed=config.seed)
     arithmetic_prompts(paths["train"], out / "dpo_prompts.jsonl", config.dpo_prompts, config.seed)
+    general_questions(out / "questions.jsonl")
     return out

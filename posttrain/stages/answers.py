@@ -1,0 +1,122 @@
+"""`answers`: a model answers prompts, and its finished, non-refusing answers become SFT records.
+
+Two uses, one stage:
+- teacher traces: a stronger model answers, and a student is fine-tuned on its answers;
+- helpful replay: the model answers plain questions before it is fine-tuned, and the answers go into its own SFT
+  mix, so that a mix with many refusals does not teach it that any question is refused (the demo does this).
+
+An answer is kept only when the sampler stopped on its own (not at `max_new_tokens`: a cut-off answer teaches the
+model to trail off) and the keyword judge does not call it a refusal. Prompts that are near-duplicates of a
+held-out set (HarmBench, the independent benign requests) are not answered. Each drop is counted in
+`manifest.json`.
+
+`teacher_system` is a system message the model answers under and the records leave out (context distillation:
+"Answer in a short paragraph." gives short answers that the fine-tuned model then gives unprompted).
+
+`frames` adds, for every kept answer, one copy of its prompt inside one of our own frames (role-play, fiction,
+paraphrase: `posttrain.safety.guard_data.WRAPPERS`) with the same answer: a frame around a harmless request is
+answered. `include` copies an existing SFT file in front, so the stage's `train.jsonl` is one training file.
+
+Launch:
+    posttrain answers --model smollm2-135m-instruct --prompts questions.jsonl --include train.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrain.data import load_records
+from posttrain.data.heldout import load_harmbench, load_independent_benign
+from posttrain.data.neardup import NearDuplicates
+from posttrain.io import atomic_write_json, atomic_write_text
+from posttrain.models import load_policy
+from posttrain.rewards.refusal import is_refusal
+from posttrain.rollout import SamplingParams
+from posttrain.rollout.engine import make_sampler
+from posttrain.safety.guard_data import WRAPPERS
+from posttrain.train.config import option
+from posttrain.types import Message, Rollout
+
+log = logging.getLogger("posttrain.answers")
+
+
+@dataclass(frozen=True)
+class AnswersConfig:
+    model: str = option("smollm2-135m-instruct", "the model that answers (teacher, or the model itself)")
+    prompts: str = option("", "prompts to answer (rl schema; only the prompt is used)")
+    include: str = option("", "an SFT file copied in front of the answers in train.jsonl; empty: none")
+    output: str = option("runs/answers", "directory for answers.jsonl, train.jsonl and manifest.json")
+    teacher_system: str = option("", "a system message for answering, left out of the records; empty: none")
+    max_new_tokens: int = option(256, "longest answer; an answer cut off here is dropped")
+    temperature: float = option(0.0, "sampling temperature; 0: greedy")
+    stop: tuple[str, ...] = option((), "stop strings: an answer that reaches one is finished")
+    frames: tuple[str, ...] = option((), f"add a framed copy of each answer, frame drawn from these: {list(WRAPPERS)}")
+    batch_size: int = option(32, "prompts decoded together")
+    seed: int = option(0, "seed for sampling and the frames")
+    progress: bool = option(True, "show a progress bar")
+
+
+def verdict(rollout: Rollout) -> str:
+    """Why an answer is dropped ("unfinished", "refusal"), or "kept"."""
+    if rollout.finish_reason != "stop":
+        return "unfinished"
+    if is_refusal(rollout.text) or not rollout.text.strip():
+        return "refusal"
+    return "kept"
+
+
+def framed_copy(row: dict, frames: tuple[str, ...], rng: random.Random) -> dict:
+    """`row` with its user turn inside a frame drawn from `frames`, and the same answer."""
+    user, *rest = row["messages"]
+    wrapped = {"role": "user", "content": WRAPPERS[rng.choice(frames)](user["content"], rng)}
+    return {"messages": [wrapped, *rest], "source": f"{row['source']}_framed"}
+
+
+def _check(config: AnswersConfig) -> None:
+    if not config.prompts:
+        raise ValueError("answers needs prompts: --prompts FILE (rl schema)")
+    unknown = sorted(set(config.frames) - set(WRAPPERS))
+    if unknown:
+        raise ValueError(f"frames: unknown {unknown}; known: {', '.join(WRAPPERS)}")
+    if config.include and not Path(config.include).is_file():
+        raise FileNotFoundError(f"include: {config.include} does not exist")
+
+
+def run(config: AnswersConfig) -> Path:
+    """Answer the prompts, keep the good answers, write the files; returns the output directory."""
+    _check(config)
+    tasks = list(load_records(config.prompts, "rl").records)
+    heldout = NearDuplicates([*load_harmbench(), *load_independent_benign()])
+    clear = [t for t in tasks if not heldout.matches(t.prompt[-1].content)]
+    model, tokenizer = load_policy(config.model)
+    model.eval()
+    sampler = make_sampler(model, tokenizer, config.batch_size, "answers" if config.progress else "")
+    params = SamplingParams(config.max_new_tokens, config.temperature, seed=config.seed, stop=config.stop)
+    system = [Message("system", config.teacher_system)] if config.teacher_system else []
+    rollouts = [group[0] for group in sampler.sample([(*system, *t.prompt) for t in clear], 1, params)]
+    counts = {"prompts": len(tasks), "heldout_near_duplicates": len(tasks) - len(clear)}
+    rows = []
+    for task, rollout in zip(clear, rollouts, strict=True):
+        why = verdict(rollout)
+        counts[why] = counts.get(why, 0) + 1
+        if why == "kept":
+            messages = [*(m.as_dict() for m in task.prompt), {"role": "assistant", "content": rollout.text.strip()}]
+            rows.append({"messages": messages, "source": "answers"})
+    rng = random.Random(f"{config.seed}:frames")
+    rows += [framed_copy(r, config.frames, rng) for r in rows] if config.frames else []
+    counts["framed"] = len(rows) - counts.get("kept", 0)
+    out = Path(config.output)
+    answers = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    included = Path(config.include).read_text(encoding="utf-8") if config.include else ""
+    if included and not included.endswith("\n"):
+        included += "\n"
+    atomic_write_text(out / "answers.jsonl", answers)
+    atomic_write_text(out / "train.jsonl", included + answers)
+    manifest = {"model": config.model, "counts": counts, "include": config.include, "frames": list(config.frames)}
+    atomic_write_json(out / "manifest.json", manifest)
+    log.info("answers: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return out

@@ -1,0 +1,127 @@
+"""The `answers` stage on the tiny model through the real CLI: what is kept and dropped (and counted), framed copies,
+the included file, the system message left out of the records, and bad configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from posttrain.data import load_records
+from posttrain.data.heldout import load_harmbench, load_independent_benign
+from posttrain.stages.answers import verdict
+from posttrain.types import Rollout
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = ["Name a colour.", "Say hello.", "Count to three.", "Describe a tree.", "What is rain?"]
+
+
+def posttrain(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "posttrain", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def write_prompts(path: Path, prompts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"prompt": p, "verifier": "compliance"}) + "\n" for p in prompts))
+    return path
+
+
+@pytest.fixture(scope="module")
+def answered(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("answers")
+    heldout = [load_harmbench()[0], load_independent_benign()[0]]
+    prompts = write_prompts(tmp / "prompts.jsonl", PROMPTS + heldout)
+    include = tmp / "base.jsonl"
+    include.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}))  # fmt: skip
+    done = posttrain(
+        "answers", "--model", "tiny-random-llama", "--prompts", str(prompts), "--include", str(include),
+        "--output", str(tmp / "out"), "--max-new-tokens", "16", "--no-progress",
+        "stop=[e, a]", "frames=[roleplay, fiction]", "teacher_system=Answer briefly.",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp / "out"
+
+
+def test_every_prompt_is_counted_once_and_held_out_ones_are_not_answered(answered):
+    counts = json.loads((answered / "manifest.json").read_text())["counts"]
+    assert counts["prompts"] == len(PROMPTS) + 2 and counts["heldout_near_duplicates"] == 2
+    verdicts = sum(counts.get(k, 0) for k in ("kept", "unfinished", "refusal"))
+    assert verdicts == len(PROMPTS)
+    assert counts["kept"] >= 1, counts  # the stop strings end most tiny-model answers
+    asked = {r["messages"][0]["content"] for r in read(answered / "answers.jsonl") if r["source"] == "answers"}
+    assert asked <= set(PROMPTS)
+
+
+def test_kept_answers_are_finished_and_framed_copies_carry_the_same_answer(answered):
+    rows = read(answered / "answers.jsonl")
+    plain = [r for r in rows if r["source"] == "answers"]
+    framed = [r for r in rows if r["source"] == "answers_framed"]
+    assert len(plain) == len(framed) == json.loads((answered / "manifest.json").read_text())["counts"]["framed"]
+    for p, f in zip(plain, framed, strict=True):
+        assert p["messages"][-1] == f["messages"][-1]
+        assert p["messages"][0]["content"] in f["messages"][0]["content"] != p["messages"][0]["content"]
+    assert all(m["role"] != "system" for r in rows for m in r["messages"])  # the teacher's system message stays out
+
+
+def test_train_file_is_the_included_file_then_the_answers_and_loads_as_sft(answered):
+    lines = (answered / "train.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["messages"][1]["content"] == "hello"
+    assert lines[1:] == (answered / "answers.jsonl").read_text().splitlines()
+    assert len(load_records(answered / "train.jsonl", "sft").records) == len(lines)
+
+
+def rollout(text: str, finish: str) -> Rollout:
+    return Rollout((1,), (2,), (0.0,), text, finish)
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "expected"),
+    [
+        ("Rain is water falling from clouds.", "stop", "kept"),
+        ("Rain is water falling from", "length", "unfinished"),
+        ("I can't help with that, because it could hurt someone.", "stop", "refusal"),
+        ("   ", "stop", "refusal"),
+    ],
+)
+def test_verdict(text, finish, expected):
+    assert verdict(rollout(text, finish)) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "answers needs prompts: --prompts FILE"),
+        (("--prompts", "p.jsonl", "frames=[dance]"), "frames: unknown ['dance']"),
+        (("--prompts", "p.jsonl", "--include", "missing.jsonl"), "include: missing.jsonl does not exist"),
+    ],
+)
+def test_bad_configs_are_one_line_errors(tmp_path, args, message):
+    write_prompts(tmp_path / "p.jsonl", PROMPTS)
+    done = subprocess.run([sys.executable, "-m", "posttrain", "answers", "--model", "tiny-random-llama",
+                           "--output", str(tmp_path / "o"), *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode != 0 and message in done.stderr
+
+
+def test_in_a_recipe_it_answers_with_its_parent_model_and_trains_none(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: tiny-random-llama\nstages:\n"
+        "  - {name: data, stage: demo_data}\n"
+        "  - {name: sft, stage: sft, config: {data: '${data}/train.jsonl'}}\n"
+        "  - {name: replay, stage: answers, config: {prompts: '${data}/questions.jsonl'}}\n"
+        "  - {name: teacher, stage: answers, from: base, config: {prompts: '${data}/questions.jsonl'}}\n"
+        "  - {name: dpo, stage: preference, config: {prompts: '${data}/dpo_prompts.jsonl'}}\n"
+    )
+    dry = posttrain("run", str(recipe), "--output", str(tmp_path / "run"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "[replay] stage=answers from=sft" in dry.stdout and f"model: {tmp_path}/run/sft/final" in dry.stdout
+    assert "[teacher] stage=answers from=base" in dry.stdout
+    assert "[dpo] stage=preference from=sft" in dry.stdout  # an answers stage makes no model to start from
