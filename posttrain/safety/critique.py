@@ -8,13 +8,13 @@ critic answers in batches):
 4. asks the critic whether the revision now follows the principle (a first word "yes" or "no"; anything else is
    "unparseable", counted, never read as a yes).
 
-A revision is kept when the critic says it follows the principle, it differs from the response, it stays on
-topic (it shares at least one content word with the prompt, or it declines in the constitution's style: a refusal
+A revision is kept when the critic says it follows the principle (or, with a guard, the guard scores the
+exchange with the revision as less harmful than the one with the response: `harm_drop`), it differs from the
+response, it stays on topic (it shares at least one content word with the prompt, or it declines in the constitution's style: a refusal
 may rightly not repeat the request), and, when the prompt's label is known, it refuses exactly when the prompt
 should be refused (the keyword judge): a critic that refuses a harmless question, or answers a harmful one, is
 never trained on. The paper keeps every revision; we keep only the accepted ones and report the
-acceptance rate, since a small critic often rewrites into something worse. Issue #11 also accepts a revision whose
-guard-classifier harm score drops; that waits for the guard.
+acceptance rate, since a small critic often rewrites into something worse.
 
 `constitutional_data` turns kept revisions into the stage's data: SFT records (prompt, revision), preference pairs
 (revision over the original) and recovery examples (the first words of a response that complied where the revision
@@ -57,14 +57,20 @@ class Revision:
     revision: str
     verdict: str  # "yes", "no", "unparseable" or "unavailable"
     should_refuse: bool | None = None  # the prompt's label when known: the revision must refuse exactly then
+    harm_drop: bool | None = None  # a guard scored the revision less harmful than the response; None: no guard
+
+    @property
+    def approved(self) -> bool:
+        """The critic says the revision follows the principle, or the guard's harm score dropped."""
+        return self.verdict == "yes" or self.harm_drop is True
 
     @property
     def accepted(self) -> bool:
-        """Kept: the critic says it follows the principle, it changed the response, it stays on topic, and (with a
-        label) it refuses exactly when the prompt should be refused (the keyword judge)."""
+        """Kept: approved, it changed the response, it stays on topic, and (with a label) it refuses exactly when
+        the prompt should be refused (the keyword judge)."""
         changed = normalise(self.revision) != normalise(self.response) and bool(self.revision.strip())
         fits = self.should_refuse is None or is_refusal(self.revision) == self.should_refuse
-        return self.verdict == "yes" and changed and fits and on_topic(self.prompt, self.revision)
+        return self.approved and changed and fits and on_topic(self.prompt, self.revision)
 
 
 def on_topic(prompt: str, revision: str) -> bool:
@@ -194,6 +200,7 @@ def constitutional_data(revisions: Sequence[Revision], replay: Sequence[dict] = 
         "acceptance_rate": len(kept) / max(len(revisions), 1),
         "replay": len(replay),
         "recovery": len(recovery),
+        "accepted_by_guard": sum(r.verdict != "yes" for r in kept),
     } | {f"verdict/{k}": v for k, v in verdicts.items()}
     return ConstitutionalData(sft, pairs, recovery, stats)
 

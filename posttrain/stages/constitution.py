@@ -8,7 +8,9 @@ Each round (`posttrain.rounds`):
 3. build: a critic critiques each answer against a principle drawn from the constitution and revises it; accepted
    revisions become SFT records (`sft.jsonl`, with benign replay from `replay`), preference pairs (`pairs.jsonl`,
    revision over original, for a preference stage after this one) and recovery examples (`recovery.jsonl`); the
-   acceptance rate and the critic's verdicts are counted (`posttrain.safety.critique`);
+   acceptance rate and the critic's verdicts are counted (`posttrain.safety.critique`). With `guard` (a guard
+   trained on this model by `posttrain guard`), a revision whose exchange the guard scores as less harmful than the
+   original's is accepted even without the critic's yes;
 4. train: SFT on `sft.jsonl` (and the recovery examples), Constitutional AI's supervised phase;
 5. evaluate: refusal of the harmful prompts and over-refusal of the benign ones, greedy, on the round's prompts.
 
@@ -23,16 +25,19 @@ Launch:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from posttrain.data import load_records
 from posttrain.data.heldout import drop_heldout_near_duplicates
 from posttrain.io import atomic_directory
 from posttrain.models import LoraSpec, load_policy
-from posttrain.render import render_messages
+from posttrain.render import render_messages, render_prompt
 from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
 from posttrain.rewards.refusal import is_refusal
 from posttrain.rollout import SamplingParams, greedy_texts
@@ -40,10 +45,11 @@ from posttrain.rollout.engine import make_sampler
 from posttrain.rounds import Built, Group, RoundContext, RoundSpec, run_rounds
 from posttrain.safety.constitution import Constitution, load_constitution
 from posttrain.safety.critique import Reviser, Revision, constitutional_data
+from posttrain.safety.guard import Guard, load_guard
 from posttrain.stages.sft import fit
 from posttrain.train.config import option
 from posttrain.train.preamble import Run, open_run
-from posttrain.types import RLTask, Score
+from posttrain.types import Message, RLTask, Score
 
 log = logging.getLogger("posttrain.constitution")
 EXPECTATIONS = {"refusal": True, "compliance": False}  # a prompt's verifier -> whether the right answer refuses
@@ -65,6 +71,8 @@ class ConstitutionConfig:
     critic_timeout_s: float = option(60.0, "lm-openai: request timeout")
     critic_retries: int = option(2, "lm-openai: retries after a failure")
     critic_max_new_tokens: int = option(192, "self / lm-local: reply length cap of each critic call")
+    guard: str = option("", "a guard (posttrain guard) trained on this model: a revision it scores less harmful is "
+                        "accepted without the critic's yes; empty: the critic's verdict only")  # fmt: skip
     recovery: bool = option(True, "also train on recovery examples (a harmful opening, then the revision)")
     max_length: int = option(512, "longest training sequence in tokens; also the packed row length")
     rows_per_batch: int = option(4, "packed rows per micro-batch")
@@ -141,11 +149,33 @@ def revise(run: Run, constitution: Constitution, groups: list[Group], ctx: Round
     items = [(g.task.prompt[-1].content, r.text) for g in groups for r in g.rollouts]
     labels = [EXPECTATIONS[g.task.verifier] for g in groups for _ in g.rollouts]
     revisions = reviser.revise_many(items, should_refuse=labels)
+    if run.config.guard:
+        revisions = guard_verdicts(load_guard(Path(run.config.guard)), ctx, revisions)
     data = constitutional_data(revisions, replay)
     records = data.sft + (data.recovery if run.config.recovery else [])
     revision_rows = [revision_row(r) for r in revisions]
     extra = {"pairs": data.pairs, "recovery": data.recovery, "revisions": revision_rows}
     return Built(data.sft, records, data.stats | {"trained_records": len(records)}, extra)
+
+
+def exchange_score(guard: Guard, ctx: RoundContext, prompt: str, reply: str) -> float:
+    """The guard's harm probability after the last token of `reply` to `prompt`, read from the round's policy."""
+    prompt_ids = render_prompt(ctx.tokenizer, [Message("user", prompt)])
+    reply_ids = ctx.tokenizer.encode(reply, add_special_tokens=False)
+    return float(guard.stream_scores(ctx.model, prompt_ids, reply_ids or [ctx.tokenizer.eos_token_id])[-1])
+
+
+def guard_verdicts(guard: Guard, ctx: RoundContext, revisions: list[Revision]) -> list[Revision]:
+    """Each revision with `harm_drop`: whether the guard scores it below the response it revises."""
+    out = []
+    with torch.no_grad():
+        for r in revisions:
+            if not r.revision:
+                out.append(r)
+                continue
+            after, before = (exchange_score(guard, ctx, r.prompt, text) for text in (r.revision, r.response))
+            out.append(dataclasses.replace(r, harm_drop=after < before))
+    return out
 
 
 def revision_row(r: Revision) -> dict:
@@ -156,6 +186,7 @@ def revision_row(r: Revision) -> dict:
         "critique": r.critique,
         "revision": r.revision,
         "verdict": r.verdict,
+        "harm_drop": r.harm_drop,
         "should_refuse": r.should_refuse,
         "accepted": r.accepted,
     }
