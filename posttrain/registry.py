@@ -76,6 +76,12 @@ def _guard():
     return guard.GuardConfig, guard.run
 
 
+def _guard_eval():
+    from posttrain.stages import guard_eval
+
+    return guard_eval.GuardEvalConfig, guard_eval.run
+
+
 def _answers():
     from posttrain.stages import answers
 
@@ -118,6 +124,14 @@ STAGES: dict[str, Stage] = {
             "train and compare guard classifiers: a probe on the policy's activations, sentence embeddings, a cascade",
             _guard,
             ("harmful", "harmless", "constitution"),
+            trains_model=False,
+            reads_model=True,
+        ),
+        Stage(
+            "guard_eval",
+            "measure a saved guard on your own harmful and harmless requests, in any augmentation family",
+            _guard_eval,
+            ("guard", "harmful", "harmless"),
             trains_model=False,
             reads_model=True,
         ),

@@ -17,8 +17,8 @@
    guard in `guard/` (what `posttrain chat`, `serve` and `eval --guard` load), the embedding guard in
    `embedding_guard/`, the cascade's band in `cascade.json`.
 
-Not yet: the end-to-end over-refusal and the held-out jailbreak family through a guarded model, the guard's overhead
-(issue #11).
+A saved guard is measured on other requests by `posttrain guard_eval`, and end to end, with the model answering
+behind it, by `posttrain eval --guard DIR`.
 
 Launch:
     posttrain guard --model runs/demo/grpo/final --output runs/guard
@@ -83,7 +83,7 @@ class GuardConfig:
 def requests(config: GuardConfig) -> tuple[list[str], list[str]]:
     """(harmful, harmless) requests: the user's files, else the constitution's examples and the demo mix's prompts."""
     if config.harmful and config.harmless:
-        harmful, harmless = (_lines(config.harmful), _lines(config.harmless))
+        harmful, harmless = (read_requests(config.harmful), read_requests(config.harmless))
     else:
         constitution = load_constitution(config.constitution or None)
         harmful = [e for c in constitution.categories for e in c.must_not_help] + _mix_prompts(HARMFUL_SOURCES)
@@ -92,7 +92,8 @@ def requests(config: GuardConfig) -> tuple[list[str], list[str]]:
     return harmful, harmless
 
 
-def _lines(path: str) -> list[str]:
+def read_requests(path: str) -> list[str]:
+    """The non-blank lines of a text file of requests, stripped."""
     return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
