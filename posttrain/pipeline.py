@@ -277,6 +277,7 @@ class Runner:
             "model": getattr(stage.config, "model", None),
             "output": stage.name,
             "final": _relative(self.root / stage.name / "final", self.root) if stage.kind.trains_model else stage.name,
+            "trains_model": stage.kind.trains_model,
             "config": config_to_dict(stage.config),
             "fingerprint": self.prints[stage.name],
             "parent_fingerprint": self.prints[parent] if parent else None,

@@ -17,7 +17,8 @@ one and resolves it into a plan; `posttrain.pipeline` runs the plan.
           - {suite: arithmetic, metric: accuracy, against: sft, max_drop: 5}
           - {suite: refusal, metric: harmful_compliance, against: base, max_rise: 0}
 
-The recipe sets each stage's `model` (its parent's `final/`), `output` and `resume`; a stage block may not. Every
+The recipe sets each stage's `output` and `resume`, and `model` (its parent's `final/`) where the stage takes one; a
+stage block may not. Every
 problem is a `RecipeError` naming the file and the key, raised before anything is written.
 """
 
@@ -187,8 +188,9 @@ def _plan(
     except ValueError as err:
         raise RecipeError(str(err)) from err
     stage_suites = suites if block.get("eval", True) is True else _suites(block.get("eval") or [], f"{where}.eval")
-    if block.get("gates") and not kind.trains_model:
-        raise RecipeError(f"{where}.gates: a stage without a model has no evaluation to gate on")
+    for key in ("gates", "eval"):
+        if block.get(key) and not kind.trains_model:
+            raise RecipeError(f"{where}.{key}: a stage that trains no model has no evaluation")
     evaluated = {"base": suites, name: stage_suites} | {s.name: s.suites for s in earlier if s.kind.trains_model}
     gates = tuple(_gate(g, f"{where}.gates[{j}]", name, evaluated) for j, g in enumerate(block.get("gates") or []))
     return PlannedStage(name, kind, parent, config, stage_suites if kind.trains_model else (), gates)

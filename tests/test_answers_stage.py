@@ -3,7 +3,9 @@ the included file, the system message left out of the records, and bad configs."
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,8 @@ import pytest
 
 from posttrain.data import load_records
 from posttrain.data.heldout import load_harmbench, load_independent_benign
-from posttrain.stages.answers import verdict
-from posttrain.types import Rollout
+from posttrain.stages.answers import framed_copy, teacher_prompt, verdict
+from posttrain.types import Message, Rollout
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["Name a colour.", "Say hello.", "Count to three.", "Describe a tree.", "What is rain?"]
@@ -39,7 +41,8 @@ def answered(tmp_path_factory) -> Path:
     heldout = [load_harmbench()[0], load_independent_benign()[0]]
     prompts = write_prompts(tmp / "prompts.jsonl", PROMPTS + heldout)
     include = tmp / "base.jsonl"
-    include.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}))  # fmt: skip
+    greeting = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    include.write_text(json.dumps({"messages": greeting}))  # no final newline: the stage adds one
     done = posttrain(
         "answers", "--model", "tiny-random-llama", "--prompts", str(prompts), "--include", str(include),
         "--output", str(tmp / "out"), "--max-new-tokens", "16", "--no-progress",
@@ -52,9 +55,9 @@ def answered(tmp_path_factory) -> Path:
 def test_every_prompt_is_counted_once_and_held_out_ones_are_not_answered(answered):
     counts = json.loads((answered / "manifest.json").read_text())["counts"]
     assert counts["prompts"] == len(PROMPTS) + 2 and counts["heldout_near_duplicates"] == 2
-    verdicts = sum(counts.get(k, 0) for k in ("kept", "unfinished", "refusal"))
+    verdicts = sum(counts.get(k, 0) for k in ("kept", "unfinished", "empty", "refusal"))
     assert verdicts == len(PROMPTS)
-    assert counts["kept"] >= 1, counts  # the stop strings end most tiny-model answers
+    assert counts.get("kept", 0) >= 1, counts  # the stop strings end most tiny-model answers
     asked = {r["messages"][0]["content"] for r in read(answered / "answers.jsonl") if r["source"] == "answers"}
     assert asked <= set(PROMPTS)
 
@@ -87,11 +90,29 @@ def rollout(text: str, finish: str) -> Rollout:
         ("Rain is water falling from clouds.", "stop", "kept"),
         ("Rain is water falling from", "length", "unfinished"),
         ("I can't help with that, because it could hurt someone.", "stop", "refusal"),
-        ("   ", "stop", "refusal"),
+        ("   ", "stop", "empty"),
     ],
 )
 def test_verdict(text, finish, expected):
     assert verdict(rollout(text, finish)) == expected
+
+
+def test_a_framed_copy_wraps_the_last_user_turn_and_leaves_the_row_alone():
+    turns = [("system", "Be kind."), ("user", "first"), ("assistant", "a"), ("user", "second"), ("assistant", "b")]
+    row = {"messages": [{"role": r, "content": c} for r, c in turns], "source": "answers"}
+    before = copy.deepcopy(row)
+    framed = framed_copy(row, ("roleplay",), random.Random(0))
+    assert row == before and framed["source"] == "answers_framed"
+    assert framed["messages"][:3] == row["messages"][:3] and framed["messages"][4] == row["messages"][4]
+    assert "second" in framed["messages"][3]["content"] != "second"
+
+
+def test_the_teacher_system_message_joins_the_prompts_own():
+    asked = (Message("user", "Why?"),)
+    assert teacher_prompt(asked, "") == asked
+    assert teacher_prompt(asked, "Be brief.") == (Message("system", "Be brief."), *asked)
+    own = (Message("system", "You are a pirate."), *asked)
+    assert teacher_prompt(own, "Be brief.") == (Message("system", "Be brief.\n\nYou are a pirate."), *asked)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +143,7 @@ def test_in_a_recipe_it_answers_with_its_parent_model_and_trains_none(tmp_path):
     )
     dry = posttrain("run", str(recipe), "--output", str(tmp_path / "run"), "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "[replay] stage=answers from=sft" in dry.stdout and f"model: {tmp_path}/run/sft/final" in dry.stdout
-    assert "[teacher] stage=answers from=base" in dry.stdout
-    assert "[dpo] stage=preference from=sft" in dry.stdout  # an answers stage makes no model to start from
+    blocks = {block.split("]")[0]: block for block in dry.stdout.split("\n[")[1:]}
+    assert "stage=answers from=sft" in blocks["replay"] and f"model: {tmp_path}/run/sft/final" in blocks["replay"]
+    assert "stage=answers from=base" in blocks["teacher"] and "model: tiny-random-llama" in blocks["teacher"]
+    assert "stage=preference from=sft" in blocks["dpo"]  # an answers stage makes no model to start from

@@ -30,10 +30,11 @@ def test_rates_at_the_threshold_are_the_guards_own_verdicts(tiny, tmp_path):
     probe = a_guard(model, threshold=0.0)
     prompts = [render_prompt(tokenizer, [{"role": "user", "content": t}]) for t in HARMFUL + HARMLESS]
     with torch.no_grad():
-        middle = sorted(probe.score_prompt(model, ids) for ids in prompts)[len(prompts) // 2]
+        ordered = sorted(probe.score_prompt(model, ids) for ids in prompts)
+    middle = (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2  # between two scores, not on one
     guard = a_guard(model, threshold=middle)  # flags about half: both rates are informative
     guard_dir = guard.save(tmp_path / "guard")
-    (tmp_path / "h.txt").write_text("\n".join(HARMFUL) + "\n\n")
+    (tmp_path / "h.txt").write_text("\n".join(HARMFUL) + "\n\n# a comment line is not a request\n")
     (tmp_path / "b.txt").write_text("\n".join(HARMLESS))
     done = posttrain("--guard", str(guard_dir), "--harmful", str(tmp_path / "h.txt"), "--harmless",
                      str(tmp_path / "b.txt"), "--output", str(tmp_path / "out"), "families=[plain, roleplay]",
@@ -46,26 +47,26 @@ def test_rates_at_the_threshold_are_the_guards_own_verdicts(tiny, tmp_path):
     for family in ("plain", "roleplay"):
         mine = [e for e in examples if e.family == family]
         with torch.no_grad():
-            flagged = [guard.score_prompt(model, render_prompt(tokenizer, [{"role": "user", "content": e.text}])) > middle
-                       for e in mine]  # fmt: skip
+            scores = [guard.score_prompt(model, render_prompt(tokenizer, [{"role": "user", "content": e.text}]))
+                      for e in mine]  # fmt: skip
+        harmful = [s for s, e in zip(scores, mine, strict=True) if e.label]
+        harmless = [s for s, e in zip(scores, mine, strict=True) if not e.label]
         got = result["by_family"][family]
         assert got["harmful"] == got["harmless"] == 3
-        assert got["tpr_at_threshold"] == pytest.approx(
-            sum(f for f, e in zip(flagged, mine, strict=True) if e.label) / 3
-        )
-        assert got["fpr_at_threshold"] == pytest.approx(
-            sum(f for f, e in zip(flagged, mine, strict=True) if not e.label) / 3
-        )
-        assert 0.0 <= got["roc_auc"] <= 1.0 and "tpr_at_2pct_fpr" in got
+        assert got["tpr_at_threshold"] == pytest.approx(sum(s > middle for s in harmful) / 3)
+        assert got["fpr_at_threshold"] == pytest.approx(sum(s > middle for s in harmless) / 3)
+        assert got["roc_auc"] == pytest.approx(sum(p > n for p in harmful for n in harmless) / 9)
+        assert got["tpr_at_2pct_fpr"] == pytest.approx(sum(s > max(harmless) for s in harmful) / 3)
     assert result["overall"]["harmful"] == 6
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--guard", "nowhere", "--harmful", "h.txt"), "guard: nowhere is not a guard directory"),
+        (("--guard", "nowhere", "--harmful", "h.txt"), "nowhere is not a guard directory: no guard.json"),
         (("--guard", "g", "--harmful", "missing.txt"), "harmful: missing.txt does not exist"),
         (("--guard", "g"), "guard_eval needs requests"),
+        (("--harmful", "h.txt"), "guard_eval needs a guard: --guard DIR"),
         (("--guard", "g", "--harmful", "h.txt", "families=[dance]"), "families: unknown ['dance']"),
     ],
 )

@@ -305,7 +305,9 @@ def test_eval_cli_compares_two_models_on_the_same_items(tmp_path):
 def test_the_demo_recipe_resolves(tmp_path):
     dry = posttrain("run", str(REPO / "recipes" / "demo.yaml"), "--output", str(tmp_path / "demo"), "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    parents = {"data": "-", "answers": "base", "sft": "base", "dpo": "sft", "grpo": "dpo", "constitution": "grpo"}
-    for stage, parent in parents.items():
-        assert f"[{stage}] stage=" in dry.stdout and f"from={parent} action=run" in dry.stdout.split(f"[{stage}]")[1]
-    assert f"data: {tmp_path}/demo/answers/train.jsonl" in dry.stdout
+    blocks = {block.split("]")[0]: block for block in dry.stdout.split("\n[")[1:]}
+    parents = {"data": "-", "answers": "base", "sft": "base", "dpo": "sft", "grpo": "dpo", "cai_data": "-",
+               "constitution": "grpo"}  # fmt: skip
+    assert {name: block.split("from=")[1].split()[0] for name, block in blocks.items()} == parents
+    assert f"data: {tmp_path}/demo/answers/train.jsonl" in blocks["sft"]
+    assert "model: smollm2-135m-instruct" in blocks["answers"]

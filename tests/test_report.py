@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from posttrain.eval.plots import pareto_front
-from posttrain.eval.report import stage_metrics, write_report
+from posttrain.eval.report import load_checkpoints, stage_metrics, write_report
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -219,3 +219,12 @@ def test_report_renders_in_headless_chromium(screenshot, tmp_path):
     assert len(colours) > 50, f"only {len(colours)} colours: no plots or styled tables"
     last_row = np.flatnonzero(ink_H_W.any(axis=1))[-1]
     assert last_row > 2000, f"the page is too short: content ends at {last_row} px of a 2400 px window"
+
+
+def test_stages_that_make_no_model_are_not_checkpoints(tmp_path):
+    stages = [
+        _stage("answers", "answers", "base", 1.0, evaluated=False, trains_model=False),
+        _stage("sft", "sft", "base", 2.0),
+    ]
+    names = [c.name for c in load_checkpoints(tmp_path, {"base": {"eval": None}, "stages": stages})]
+    assert names == ["base", "sft"]

@@ -57,7 +57,12 @@ def load_heldout_jailbreaks() -> list[str]:
 INDEPENDENT_BENIGN = Path(__file__).parent / "sets" / "benign_independent.txt"
 
 
+def read_lines(path: str | Path) -> list[str]:
+    """The non-blank lines of a text file, stripped, less comment lines (starting with '#')."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def load_independent_benign() -> list[str]:
     """The hand-written benign evaluation requests, in file order: for evaluation and exclusion only."""
-    lines = INDEPENDENT_BENIGN.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return read_lines(INDEPENDENT_BENIGN)

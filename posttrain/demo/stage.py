@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from posttrain.data.heldout import read_lines
 from posttrain.demo.mix import build_demo_data
 from posttrain.io import atomic_write_text
 from posttrain.text import boxed_contents
@@ -44,8 +45,7 @@ def arithmetic_prompts(train: Path, out: Path, n: int, seed: int) -> Path:
 
 def general_questions(out: Path) -> Path:
     """An rl-schema file of the general questions (verifier `compliance`: they are answered, not refused)."""
-    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
-    tasks = [{"prompt": q, "verifier": "compliance", "source": "question"} for q in lines if q and q[0] != "#"]
+    tasks = [{"prompt": q, "verifier": "compliance", "source": "question"} for q in read_lines(QUESTIONS)]
     atomic_write_text(out, "".join(json.dumps(t) + "\n" for t in tasks))
     return out
 

@@ -97,9 +97,10 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def load_checkpoints(root: Path, lineage: Mapping) -> list[Checkpoint]:
-    """Base, then every stage in run order, each with its eval (an absent or missing eval file gives {})."""
+    """Base, then every stage that makes a model, in run order, each with its eval (an absent or missing eval file
+    gives {})."""
     named = [("base", lineage.get("base", {}).get("eval"))]
-    named += [(s["name"], s.get("eval")) for s in lineage.get("stages", [])]
+    named += [(s["name"], s.get("eval")) for s in lineage.get("stages", []) if s.get("trains_model", True)]
     return [
         Checkpoint(name, _read_json(root / path) if path and (root / path).is_file() else {}) for name, path in named
     ]

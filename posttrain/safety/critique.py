@@ -10,16 +10,16 @@ critic answers in batches):
 
 A revision is kept when the critic says it follows the principle (or, with a guard, the guard scores the
 exchange with the revision as less harmful than the one with the response: `harm_drop`), it differs from the
-response, it stays on topic (it shares at least one content word with the prompt, or it declines in the constitution's style: a refusal
-may rightly not repeat the request), and, when the prompt's label is known, it refuses exactly when the prompt
-should be refused (the keyword judge): a critic that refuses a harmless question, or answers a harmful one, is
-never trained on. The paper keeps every revision; we keep only the accepted ones and report the
-acceptance rate, since a small critic often rewrites into something worse.
+response, it stays on topic (it shares at least one content word with the prompt, or it declines in the
+constitution's style: a refusal may rightly not repeat the request), and, when the prompt's label is known, it
+refuses exactly when the prompt should be refused (the keyword judge): a critic that refuses a harmless question,
+or answers a harmful one, is never trained on. The paper keeps every revision; we keep only the accepted ones and
+report the acceptance rate, since a small critic often rewrites into something worse.
 
 `constitutional_data` turns kept revisions into the stage's data: SFT records (prompt, revision), preference pairs
 (revision over the original) and recovery examples (the first words of a response that complied where the revision
-declines, then the revision: a model taught only to refuse at the first token can be steered past it, so it also learns to stop and
-recover mid-answer).
+declines, then the revision: a model taught only to refuse at the first token can be steered past it, so it also
+learns to stop and recover mid-answer).
 
 The critic is any `posttrain.rewards.judge.ChatLM`: the policy itself or a local HF model (`HFChatLM`), or an
 OpenAI-compatible endpoint (`OpenAICompatibleLM`, with its timeout and retries). Critic replies are data: they are

@@ -161,7 +161,9 @@ class Guard:
 
 
 def load_guard(path: Path) -> Guard:
-    """A guard written by `Guard.save`."""
+    """A guard written by `Guard.save`; a clear error for a directory without one."""
+    if not (Path(path) / "guard.json").is_file():
+        raise FileNotFoundError(f"{path} is not a guard directory: no guard.json (`posttrain guard` writes one)")
     tensors = load_file(Path(path) / "probe.safetensors")
     settings = json.loads((Path(path) / "guard.json").read_text())
     probe = Probe(tensors["weight"], tensors["bias"], tensors["mean"], tensors["std"])

@@ -8,7 +8,7 @@ Two uses, one stage:
 An answer is kept only when the sampler stopped on its own (not at `max_new_tokens`: a cut-off answer teaches the
 model to trail off) and the keyword judge does not call it a refusal. Prompts that are near-duplicates of a
 held-out set (HarmBench, the independent benign requests) are not answered. Each drop is counted in
-`manifest.json`.
+`manifest.json`, beside the inputs' hashes; `config.yaml` holds the resolved config.
 
 `teacher_system` is a system message the model answers under and the records leave out (context distillation:
 "Answer in a short paragraph." gives short answers that the fine-tuned model then gives unprompted).
@@ -32,14 +32,15 @@ from pathlib import Path
 from posttrain.data import load_records
 from posttrain.data.heldout import load_harmbench, load_independent_benign
 from posttrain.data.neardup import NearDuplicates
-from posttrain.io import atomic_write_json, atomic_write_text
+from posttrain.io import atomic_write_text
 from posttrain.models import load_policy
 from posttrain.rewards.refusal import is_refusal
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
 from posttrain.safety.guard_data import WRAPPERS
-from posttrain.train.config import option
-from posttrain.types import Message, Rollout
+from posttrain.train.config import option, save_config
+from posttrain.train.manifest import write_manifest
+from posttrain.types import Message, Messages, Rollout
 
 log = logging.getLogger("posttrain.answers")
 
@@ -61,19 +62,29 @@ class AnswersConfig:
 
 
 def verdict(rollout: Rollout) -> str:
-    """Why an answer is dropped ("unfinished", "refusal"), or "kept"."""
+    """Why an answer is dropped ("unfinished", "empty", "refusal"), or "kept"."""
     if rollout.finish_reason != "stop":
         return "unfinished"
-    if is_refusal(rollout.text) or not rollout.text.strip():
-        return "refusal"
-    return "kept"
+    if not rollout.text.strip():
+        return "empty"
+    return "refusal" if is_refusal(rollout.text) else "kept"
 
 
 def framed_copy(row: dict, frames: tuple[str, ...], rng: random.Random) -> dict:
-    """`row` with its user turn inside a frame drawn from `frames`, and the same answer."""
-    user, *rest = row["messages"]
-    wrapped = {"role": "user", "content": WRAPPERS[rng.choice(frames)](user["content"], rng)}
-    return {"messages": [wrapped, *rest], "source": f"{row['source']}_framed"}
+    """`row` with its last user turn (the request) inside a frame drawn from `frames`, and the same answer."""
+    messages = [dict(m) for m in row["messages"]]
+    request = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    messages[request]["content"] = WRAPPERS[rng.choice(frames)](messages[request]["content"], rng)
+    return {"messages": messages, "source": f"{row['source']}_framed"}
+
+
+def teacher_prompt(prompt: Messages, system: str) -> Messages:
+    """`prompt` as the teacher sees it: `system` before its own system message, or as a new one."""
+    if not system:
+        return prompt
+    if prompt and prompt[0].role == "system":
+        return (Message("system", f"{system}\n\n{prompt[0].content}"), *prompt[1:])
+    return (Message("system", system), *prompt)
 
 
 def _check(config: AnswersConfig) -> None:
@@ -96,8 +107,8 @@ def run(config: AnswersConfig) -> Path:
     model.eval()
     sampler = make_sampler(model, tokenizer, config.batch_size, "answers" if config.progress else "")
     params = SamplingParams(config.max_new_tokens, config.temperature, seed=config.seed, stop=config.stop)
-    system = [Message("system", config.teacher_system)] if config.teacher_system else []
-    rollouts = [group[0] for group in sampler.sample([(*system, *t.prompt) for t in clear], 1, params)]
+    asked = [teacher_prompt(t.prompt, config.teacher_system) for t in clear]
+    rollouts = [group[0] for group in sampler.sample(asked, 1, params)]
     counts = {"prompts": len(tasks), "heldout_near_duplicates": len(tasks) - len(clear)}
     rows = []
     for task, rollout in zip(clear, rollouts, strict=True):
@@ -107,8 +118,9 @@ def run(config: AnswersConfig) -> Path:
             messages = [*(m.as_dict() for m in task.prompt), {"role": "assistant", "content": rollout.text.strip()}]
             rows.append({"messages": messages, "source": "answers"})
     rng = random.Random(f"{config.seed}:frames")
-    rows += [framed_copy(r, config.frames, rng) for r in rows] if config.frames else []
-    counts["framed"] = len(rows) - counts.get("kept", 0)
+    framed = [framed_copy(r, config.frames, rng) for r in rows] if config.frames else []
+    rows += framed
+    counts["framed"] = len(framed)
     out = Path(config.output)
     answers = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     included = Path(config.include).read_text(encoding="utf-8") if config.include else ""
@@ -116,7 +128,8 @@ def run(config: AnswersConfig) -> Path:
         included += "\n"
     atomic_write_text(out / "answers.jsonl", answers)
     atomic_write_text(out / "train.jsonl", included + answers)
-    manifest = {"model": config.model, "counts": counts, "include": config.include, "frames": list(config.frames)}
-    atomic_write_json(out / "manifest.json", manifest)
+    save_config(config, out / "config.yaml")
+    inputs = {"prompts": config.prompts, "include": config.include}
+    write_manifest(out, "answers", config.model, inputs, {"counts": counts})
     log.info("answers: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return out

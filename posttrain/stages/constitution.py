@@ -20,7 +20,7 @@ OpenAI-compatible endpoint.
 
 Launch:
     posttrain constitution --model runs/sft/final --prompts redteam.jsonl --output runs/cai
-    posttrain constitution ... constitution=my_constitution.yaml critic=lm-openai critic_base_url=http://127.0.0.1:8000/v1
+    posttrain constitution ... constitution=my.yaml critic=lm-openai critic_base_url=http://127.0.0.1:8000/v1
 """
 
 from __future__ import annotations
@@ -140,7 +140,14 @@ CRITICS = {
 }
 
 
-def revise(run: Run, constitution: Constitution, groups: list[Group], ctx: RoundContext, replay: list[dict]) -> Built:
+def revise(
+    run: Run,
+    constitution: Constitution,
+    guard: Guard | None,
+    groups: list[Group],
+    ctx: RoundContext,
+    replay: list[dict],
+) -> Built:
     """Critique and revise every sample (principles drawn per round and item); the SFT records, with replay and
     recovery examples, train the round."""
     reviser = Reviser(
@@ -149,8 +156,8 @@ def revise(run: Run, constitution: Constitution, groups: list[Group], ctx: Round
     items = [(g.task.prompt[-1].content, r.text) for g in groups for r in g.rollouts]
     labels = [EXPECTATIONS[g.task.verifier] for g in groups for _ in g.rollouts]
     revisions = reviser.revise_many(items, should_refuse=labels)
-    if run.config.guard:
-        revisions = guard_verdicts(load_guard(Path(run.config.guard)), ctx, revisions)
+    if guard is not None:
+        revisions = guard_verdicts(guard, ctx, revisions)
     data = constitutional_data(revisions, replay)
     records = data.sft + (data.recovery if run.config.recovery else [])
     revision_rows = [revision_row(r) for r in revisions]
@@ -159,10 +166,13 @@ def revise(run: Run, constitution: Constitution, groups: list[Group], ctx: Round
 
 
 def exchange_score(guard: Guard, ctx: RoundContext, prompt: str, reply: str) -> float:
-    """The guard's harm probability after the last token of `reply` to `prompt`, read from the round's policy."""
+    """The guard's harm probability after the last token of `reply` to `prompt` (the running mean over both, as the
+    streaming guard reads it), from the round's policy; the prompt's own score when the reply has no tokens."""
     prompt_ids = render_prompt(ctx.tokenizer, [Message("user", prompt)])
     reply_ids = ctx.tokenizer.encode(reply, add_special_tokens=False)
-    return float(guard.stream_scores(ctx.model, prompt_ids, reply_ids or [ctx.tokenizer.eos_token_id])[-1])
+    if not reply_ids:
+        return guard.score_prompt(ctx.model, prompt_ids)
+    return float(guard.stream_scores(ctx.model, prompt_ids, reply_ids)[-1])
 
 
 def guard_verdicts(guard: Guard, ctx: RoundContext, revisions: list[Revision]) -> list[Revision]:
@@ -170,7 +180,7 @@ def guard_verdicts(guard: Guard, ctx: RoundContext, revisions: list[Revision]) -
     out = []
     with torch.no_grad():
         for r in revisions:
-            if not r.revision:
+            if not r.revision.strip():
                 out.append(r)
                 continue
             after, before = (exchange_score(guard, ctx, r.prompt, text) for text in (r.revision, r.response))
@@ -219,7 +229,7 @@ def refusal_rates(ctx: RoundContext, tasks: list[RLTask], max_new_tokens: int) -
     return out
 
 
-def round_spec(run: Run, tasks: list[RLTask], replay: list[dict]) -> RoundSpec:
+def round_spec(run: Run, tasks: list[RLTask], replay: list[dict], guard: Guard | None) -> RoundSpec:
     """The constitutional round: answer, judge, critique and revise, train on the revisions, evaluate."""
     c, constitution = run.config, load_constitution(run.config.constitution or None)
     return RoundSpec(
@@ -227,7 +237,7 @@ def round_spec(run: Run, tasks: list[RLTask], replay: list[dict]) -> RoundSpec:
         samples_per_prompt=1,
         sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, seed=c.seed * 7919 + index),
         score=expectation_scorer,
-        build=lambda groups, ctx: revise(run, constitution, groups, ctx, replay),
+        build=lambda groups, ctx: revise(run, constitution, guard, groups, ctx, replay),
         train=lambda built, ctx: train_records(run, built, ctx),
         evaluate=lambda ctx: refusal_rates(ctx, tasks, min(c.max_new_tokens, 64)),
     )
@@ -244,17 +254,20 @@ def run(config: ConstitutionConfig) -> Path:
         raise ValueError("constitution needs prompts: --prompts FILE (rl schema, verifier refusal or compliance)")
     if config.critic not in CRITICS:
         raise ValueError(f"unknown critic {config.critic!r}; choose one of {', '.join(CRITICS)}")
-    load_constitution(config.constitution or None)  # a bad constitution fails before anything is written
+    load_constitution(config.constitution or None)  # a bad constitution or guard fails before anything is written
+    guard = load_guard(Path(config.guard)) if config.guard else None
     tasks, dropped = load_prompts(config)
     replay = load_replay(config.replay)
     inputs = {"prompts": config.prompts, "replay": config.replay, "constitution": config.constitution}
+    if config.guard:
+        inputs["guard"] = str(Path(config.guard) / "probe.safetensors")
     run = open_run(config, "constitution", inputs)
     run.note(prompts=len(tasks), heldout_near_duplicates_dropped=dropped, replay=len(replay))
 
     def load(start: str, index: int):
         return run.policy(start, seed=config.seed + index)
 
-    final_round = run_rounds(round_spec(run, tasks, replay), config.rounds, run.dir, config.model, load, tasks)
+    final_round = run_rounds(round_spec(run, tasks, replay, guard), config.rounds, run.dir, config.model, load, tasks)
     with atomic_directory(run.dir / "final") as tmp:
         shutil.copytree(final_round, tmp, dirs_exist_ok=True)
     return run.dir / "final"

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from posttrain.data.heldout import drop_heldout_near_duplicates
+from posttrain.data.heldout import drop_heldout_near_duplicates, read_lines
 from posttrain.io import atomic_write_json
 from posttrain.models import load_policy
 from posttrain.render import render_prompt
@@ -83,18 +83,13 @@ class GuardConfig:
 def requests(config: GuardConfig) -> tuple[list[str], list[str]]:
     """(harmful, harmless) requests: the user's files, else the constitution's examples and the demo mix's prompts."""
     if config.harmful and config.harmless:
-        harmful, harmless = (read_requests(config.harmful), read_requests(config.harmless))
+        harmful, harmless = (read_lines(config.harmful), read_lines(config.harmless))
     else:
         constitution = load_constitution(config.constitution or None)
         harmful = [e for c in constitution.categories for e in c.must_not_help] + _mix_prompts(HARMFUL_SOURCES)
         harmless = [e for c in constitution.categories for e in c.harmless_neighbours] + _mix_prompts(HARMLESS_SOURCES)
     harmful, harmless = (_clean(r, config.max_requests) for r in (harmful, harmless))
     return harmful, harmless
-
-
-def read_requests(path: str) -> list[str]:
-    """The non-blank lines of a text file of requests, stripped."""
-    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _mix_prompts(sources: tuple[str, ...]) -> list[str]:

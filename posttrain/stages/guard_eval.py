@@ -20,12 +20,14 @@ from pathlib import Path
 
 import torch
 
+from posttrain.data.heldout import read_lines
 from posttrain.io import atomic_write_json
 from posttrain.models import load_policy
 from posttrain.safety.guard import load_guard, roc_auc, tpr_at_fpr
 from posttrain.safety.guard_data import WRAPPERS, guard_examples, jailbreak_templates
-from posttrain.stages.guard import features, read_requests
-from posttrain.train.config import option
+from posttrain.stages.guard import features
+from posttrain.train.config import option, save_config
+from posttrain.train.manifest import write_manifest
 
 FAMILIES = (*WRAPPERS, "template")
 
@@ -57,8 +59,8 @@ def rates(scores: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
 
 
 def _check(config: GuardEvalConfig) -> None:
-    if not config.guard or not (Path(config.guard) / "guard.json").is_file():
-        raise FileNotFoundError(f"guard: {config.guard or '(empty)'} is not a guard directory (no guard.json)")
+    if not config.guard:
+        raise ValueError("guard_eval needs a guard: --guard DIR (what `posttrain guard` wrote as guard/)")
     for key in ("harmful", "harmless"):
         path = getattr(config, key)
         if path and not Path(path).is_file():
@@ -74,7 +76,7 @@ def run(config: GuardEvalConfig) -> Path:
     """Score every wrapped request with the guard; write guard_eval.json; returns the output directory."""
     _check(config)
     guard = load_guard(Path(config.guard))
-    harmful, harmless = (read_requests(p) if p else [] for p in (config.harmful, config.harmless))
+    harmful, harmless = (read_lines(p) if p else [] for p in (config.harmful, config.harmless))
     examples = guard_examples(harmful, harmless, jailbreak_templates(), config.seed, config.families)
     model, tokenizer = load_policy(config.model)
     model.eval()
@@ -86,6 +88,10 @@ def run(config: GuardEvalConfig) -> Path:
         rows = torch.tensor([e.family == family for e in examples])
         by_family[family] = rates(scores[rows], labels[rows], guard.threshold)
     out = Path(config.output)
+    save_config(config, out / "config.yaml")
+    inputs = {"guard": str(Path(config.guard) / "probe.safetensors"), "harmful": config.harmful,
+              "harmless": config.harmless}  # fmt: skip
+    write_manifest(out, "guard_eval", config.model, inputs, {})
     atomic_write_json(
         out / "guard_eval.json",
         {
