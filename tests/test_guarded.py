@@ -4,10 +4,13 @@ a held-back token; the input guard answers with the refusal and generates nothin
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from guards import a_guard
 
+from posttrain.data.heldout import load_independent_benign
 from posttrain.models import load_policy
 from posttrain.render import render_prompt
 from posttrain.rollout import SamplingParams
@@ -83,3 +86,25 @@ def test_guarded_evaluation_counts_a_blocked_answer_as_a_refusal(policy, tmp_pat
     assert result["suites"]["jailbreak_heldout"]["metrics"]["harmful_compliance"]["value"] == 1.0  # random text
     assert not any("blocked" in item for item in result["suites"]["jailbreak_heldout"]["items"])
     assert 0 < result["guard"]["overhead"] < 1
+
+
+def test_guarded_evaluation_reports_where_the_output_guard_halted(policy, tmp_path):
+    from posttrain.eval.run import evaluate_model
+
+    model, tokenizer = policy
+    name = "over_refusal_independent"
+    requests = load_independent_benign()[:4]
+    probe = a_guard(model, 2.0, 4)
+    with torch.no_grad():
+        rendered = [render_prompt(tokenizer, [{"role": "user", "content": r}]) for r in requests]
+        above_inputs = max(probe.score_prompt(model, ids) for ids in rendered) + 1e-4
+    guard_dir = a_guard(model, above_inputs, 4).save(tmp_path / "halts")  # passes every prompt, may halt answers
+    result = evaluate_model("tiny-random-llama", [name], limit=4, progress=False, guard=guard_dir)
+    items = result["suites"][name]["items"]
+    assert [item["prompt"] for item in items] == requests
+    halted = [item["halted_at"] for item in items if item.get("blocked") == "output_guard"]
+    if not halted:
+        pytest.skip("this random probe never crosses its threshold while answering")
+    assert all("halted_at" not in item for item in items if item.get("blocked") != "output_guard")
+    summary = result["suites"][name]["guard"]
+    assert summary == {"halted": len(halted), "median_halt_token": statistics.median(halted)}

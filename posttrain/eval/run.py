@@ -18,6 +18,7 @@ eval.json:
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,7 +130,11 @@ def _judged(suite: Suite, tasks: list[RLTask], replies: Replies, math: MathVerif
         for i, (t, r, why, j) in enumerate(zip(tasks, replies.texts, replies.blocked, judged, strict=True))
     ]
     metrics = {m: Rate(sum(row[m] for row in items), len(items)).as_dict() for m in suite.metrics}
-    return {"metrics": metrics, "items": items}
+    halts = [h for h in replies.halted_at if h is not None]
+    for row, halt in zip(items, replies.halted_at, strict=False):  # no guard: no halts
+        row |= {"halted_at": halt} if halt is not None else {}
+    guard = {"halted": len(halts), "median_halt_token": statistics.median(halts)} if halts else {}
+    return {"metrics": metrics, "items": items} | ({"guard": guard} if guard else {})
 
 
 def _diversity(sampler: Sampler, suite: Suite, tasks: list[RLTask]) -> dict:

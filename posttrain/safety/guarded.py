@@ -152,10 +152,12 @@ class GuardedGenerator:
 
 @dataclass(frozen=True)
 class Replies:
-    """Replies to a list of prompts, in order, and for each why the guard blocked it (None: it did not)."""
+    """Replies to a list of prompts, in order, and for each why the guard blocked it (None: it did not) and the
+    generated token at which the output guard halted it (None: it did not; empty: no guard)."""
 
     texts: list[str]
     blocked: list[str | None]
+    halted_at: list[int | None] = field(default_factory=list)
 
 
 class GuardedReplies:
@@ -169,7 +171,7 @@ class GuardedReplies:
     def replies(self, prompts: Sequence[Sequence], max_new_tokens: int, progress: str | bool = "") -> Replies:
         """Each prompt (a list of messages) answered greedily; the released text, and the guard's verdict."""
         params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
-        texts, blocked = [], []
+        texts, blocked, halted_at = [], [], []
         for messages in tqdm(prompts, desc=f"guarded {progress}", disable=not progress, unit="prompt"):
             finish = self.generator.complete([{"role": m.role, "content": m.content} for m in messages], params)
             for part, seconds in finish.seconds.items():
@@ -178,7 +180,8 @@ class GuardedReplies:
             self.counts[finish.reason] = self.counts.get(finish.reason, 0) + 1
             texts.append(finish.text)
             blocked.append(finish.reason if finish.blocked else None)
-        return Replies(texts, blocked)
+            halted_at.append(finish.halted_at)
+        return Replies(texts, blocked, halted_at)
 
     def timing(self) -> dict:
         """Seconds spent generating and guarding, the guard's share of generation time, and the counts by outcome."""
