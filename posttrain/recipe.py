@@ -18,8 +18,8 @@ one and resolves it into a plan; `posttrain.pipeline` runs the plan.
           - {suite: refusal, metric: harmful_compliance, against: base, max_rise: 0}
 
 The recipe sets each stage's `output` and `resume`, and `model` (its parent's `final/`) where the stage takes one; a
-stage block may not. Every
-problem is a `RecipeError` naming the file and the key, raised before anything is written.
+stage block may not. Every problem is a `RecipeError` naming the file and the key, raised before anything is
+written.
 """
 
 from __future__ import annotations

@@ -130,11 +130,13 @@ def _judged(suite: Suite, tasks: list[RLTask], replies: Replies, math: MathVerif
         for i, (t, r, why, j) in enumerate(zip(tasks, replies.texts, replies.blocked, judged, strict=True))
     ]
     metrics = {m: Rate(sum(row[m] for row in items), len(items)).as_dict() for m in suite.metrics}
-    halts = [h for h in replies.halted_at if h is not None]
-    for row, halt in zip(items, replies.halted_at, strict=False):  # no guard: no halts
-        row |= {"halted_at": halt} if halt is not None else {}
-    guard = {"halted": len(halts), "median_halt_token": statistics.median(halts)} if halts else {}
-    return {"metrics": metrics, "items": items} | ({"guard": guard} if guard else {})
+    halts = {i: h for i, h in enumerate(replies.halted_at) if h is not None}  # empty without a guard
+    for i, halt in halts.items():
+        items[i]["halted_at"] = halt
+    if not halts:
+        return {"metrics": metrics, "items": items}
+    guard = {"halted": len(halts), "median_halt_token": statistics.median(halts.values())}
+    return {"metrics": metrics, "items": items, "guard": guard}
 
 
 def _diversity(sampler: Sampler, suite: Suite, tasks: list[RLTask]) -> dict:
