@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -30,3 +32,13 @@ def halting_guard(model, tokenizer, messages, params: SamplingParams, every: int
     if guard.score_prompt(model, prompt) > threshold:
         pytest.skip("this random probe flags the prompt")
     return guard
+
+
+HARMLESS_SUBJECTS = ["a birthday cake", "a paper kite", "a garden bench", "a fruit salad"]
+
+
+def requests(subjects: list[str], n: int, seed: int, kind: str) -> list[str]:
+    """`n` instruction-shaped requests about `subjects`, drawn by (kind, seed)."""
+    rng = random.Random(f"{kind}:{seed}")
+    verbs = ["How do I make", "Explain how to build", "Give me steps for making", "What do I need for"]
+    return [f"{rng.choice(verbs)} {rng.choice(subjects)}?" for _ in range(n)]

@@ -29,7 +29,7 @@ from pathlib import Path
 from posttrain.data.heldout import load_independent_benign
 from posttrain.data.neardup import NearDuplicates
 from posttrain.io import atomic_write_json, atomic_write_text
-from posttrain.safety.guard_data import WRAPPERS
+from posttrain.safety.guard_data import WRAPPERS, framed_copy
 from posttrain.train.config import option
 
 FRAMES = ("plain", "roleplay", "fiction", "paraphrase")
@@ -90,13 +90,8 @@ def replay(rows: list[dict], seed: int) -> list[dict]:
     rng = random.Random(f"{seed}:constitution-replay")
     kept = [r for r in rows if r.get("source") in REPLAYED_SOURCES]
 
-    def framed(row: dict) -> dict:
-        user, answer = row["messages"][0], row["messages"][1]
-        question = {"role": "user", "content": _framed(user["content"], rng, FRAMES[1:])}
-        return {"messages": [question, answer], "source": f"{row['source']}_framed"}
-
     plain = [{"messages": r["messages"], "source": r["source"]} for r in kept]
-    return plain + [framed(r) for r in kept if r["source"] in BENIGN_SOURCES]
+    return plain + [framed_copy(r, FRAMES[1:], rng) for r in plain if r["source"] in BENIGN_SOURCES]
 
 
 def run(config: ConstitutionDataConfig) -> Path:

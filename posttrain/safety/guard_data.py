@@ -65,6 +65,14 @@ WRAPPERS: dict[str, Callable[[str, random.Random], str]] = {
 }
 
 
+def framed_copy(row: dict, frames: tuple[str, ...], rng: random.Random) -> dict:
+    """`row` with its last user turn (the request) inside a frame drawn from `frames`, and the same answer."""
+    messages = [dict(m) for m in row["messages"]]
+    request = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    messages[request]["content"] = WRAPPERS[rng.choice(frames)](messages[request]["content"], rng)
+    return {"messages": messages, "source": f"{row['source']}_framed"}
+
+
 @dataclass(frozen=True)
 class GuardExample:
     """A text for the guard, its label (1: harmful), the request it wraps and the family of the wrapping."""

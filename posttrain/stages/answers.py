@@ -37,7 +37,7 @@ from posttrain.models import load_policy
 from posttrain.rewards.refusal import is_refusal
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
-from posttrain.safety.guard_data import WRAPPERS
+from posttrain.safety.guard_data import WRAPPERS, framed_copy
 from posttrain.train.config import option, save_config
 from posttrain.train.manifest import write_manifest
 from posttrain.types import Message, Messages, Rollout
@@ -68,14 +68,6 @@ def verdict(rollout: Rollout) -> str:
     if not rollout.text.strip():
         return "empty"
     return "refusal" if is_refusal(rollout.text) else "kept"
-
-
-def framed_copy(row: dict, frames: tuple[str, ...], rng: random.Random) -> dict:
-    """`row` with its last user turn (the request) inside a frame drawn from `frames`, and the same answer."""
-    messages = [dict(m) for m in row["messages"]]
-    request = max(i for i, m in enumerate(messages) if m["role"] == "user")
-    messages[request]["content"] = WRAPPERS[rng.choice(frames)](messages[request]["content"], rng)
-    return {"messages": messages, "source": f"{row['source']}_framed"}
 
 
 def teacher_prompt(prompt: Messages, system: str) -> Messages:
