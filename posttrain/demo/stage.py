@@ -3,8 +3,9 @@
 It writes `posttrain.demo.mix.build_demo_data`'s files into the stage's output directory, plus `dpo_prompts.jsonl`:
 `dpo_prompts` training arithmetic prompts in the rl schema for the iterated DPO rounds, their answers read from
 the boxed answer of the SFT record; and `questions.jsonl`: the general questions of `benign_questions.txt` in the
-rl schema (verifier `compliance`), for the `answers` stage to answer. A recipe names the files as
-`${data}/train.jsonl` and so on.
+rl schema (verifier `compliance`), for the `answers` stage to answer; and `redteam_seeds.jsonl`: the harmful
+requests of the training mix (AdvBench and Do-Not-Answer, verifier `refusal`), the red-team loop's seeds. A recipe
+names the files as `${data}/train.jsonl` and so on.
 """
 
 from __future__ import annotations
@@ -50,10 +51,23 @@ def general_questions(out: Path) -> Path:
     return out
 
 
+def redteam_seeds(train: Path, out: Path) -> Path:
+    """An rl-schema file of the training mix's harmful requests (verifier `refusal`): seeds for `posttrain redteam`."""
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    tasks = [
+        {"prompt": r["messages"][0]["content"], "verifier": "refusal", "source": r["source"]}
+        for r in rows
+        if r.get("source", "").startswith("refusal_")
+    ]
+    atomic_write_text(out, "".join(json.dumps(t) + "\n" for t in tasks))
+    return out
+
+
 def run(config: DemoDataConfig) -> Path:
     """Build the mix and the DPO prompts; returns the output directory."""
     out = Path(config.output)
     paths = build_demo_data(out, seed=config.seed)
     arithmetic_prompts(paths["train"], out / "dpo_prompts.jsonl", config.dpo_prompts, config.seed)
     general_questions(out / "questions.jsonl")
+    redteam_seeds(paths["train"], out / "redteam_seeds.jsonl")
     return out

@@ -118,14 +118,19 @@ def eval_sets(data_dir: str | Path | None = None) -> dict[str, Path]:
     from posttrain.demo import mix, texts
     from posttrain.tasks import problems
 
-    key = f"independent-{_sets_fingerprint(independent, INDEPENDENT_BENIGN)}"
-    independent_dir = _built(key, independent.build_independent_sets, independent.FILES["jailbreak_heldout"])
-    independent_paths = {name: independent_dir / file for name, file in independent.FILES.items()}
+    independent_paths = independent_sets()
     if data_dir:
         return {**{name: Path(data_dir) / file for name, file in mix.FILES.items()}, **independent_paths}
     key = f"demo-seed{DEMO_SEED}-{_sets_fingerprint(mix, texts, problems)}"
     demo_dir = _built(key, lambda tmp: mix.build_demo_data(tmp, seed=DEMO_SEED), mix.FILES["manifest"])
     return {**{name: demo_dir / file for name, file in mix.FILES.items()}, **independent_paths}
+
+
+def independent_sets() -> dict[str, Path]:
+    """The independent sets' files by name (`posttrain.eval.independent`), built once into the cache."""
+    key = f"independent-{_sets_fingerprint(independent, INDEPENDENT_BENIGN)}"
+    independent_dir = _built(key, independent.build_independent_sets, independent.FILES["jailbreak_heldout"])
+    return {name: independent_dir / file for name, file in independent.FILES.items()}
 
 
 def _built(key: str, build: Callable[[Path], object], last_file: str) -> Path:

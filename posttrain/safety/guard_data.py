@@ -97,7 +97,8 @@ def jailbreak_templates() -> list[str]:
     return out
 
 
-def _template(request: str, template: str) -> str:
+def fill_template(template: str, request: str) -> str:
+    """A jailbreak template with `request` in its placeholder."""
     for placeholder in PLACEHOLDERS:
         template = template.replace(placeholder, request)
     return template
@@ -117,7 +118,7 @@ def guard_examples(
             rng = random.Random(f"{seed}:{request}")
             for family in families:
                 if family == "template":
-                    text = _template(request, rng.choice(templates)) if templates else None
+                    text = fill_template(rng.choice(templates), request) if templates else None
                 else:
                     text = WRAPPERS[family](request, rng)
                 if text is not None:

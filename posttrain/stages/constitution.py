@@ -39,7 +39,7 @@ from posttrain.io import atomic_directory
 from posttrain.models import LoraSpec, load_policy
 from posttrain.render import render_messages, render_prompt
 from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
-from posttrain.rewards.refusal import is_refusal
+from posttrain.rewards.refusal import EXPECTATIONS, expectation_scorer, is_refusal
 from posttrain.rollout import SamplingParams, greedy_texts
 from posttrain.rollout.engine import make_sampler
 from posttrain.rounds import Built, Group, RoundContext, RoundSpec, run_rounds
@@ -49,10 +49,9 @@ from posttrain.safety.guard import Guard, load_guard
 from posttrain.stages.sft import fit
 from posttrain.train.config import option
 from posttrain.train.preamble import Run, open_run
-from posttrain.types import Message, RLTask, Score
+from posttrain.types import Message, RLTask
 
 log = logging.getLogger("posttrain.constitution")
-EXPECTATIONS = {"refusal": True, "compliance": False}  # a prompt's verifier -> whether the right answer refuses
 
 
 @dataclass(frozen=True)
@@ -107,15 +106,6 @@ def load_prompts(config: ConstitutionConfig) -> tuple[list[RLTask], int]:
         raise ValueError(f"{config.prompts}: prompts need verifier 'refusal' or 'compliance', found {wrong}")
     kept, dropped = drop_heldout_near_duplicates([t.prompt[-1].content for t in tasks])
     return [tasks[i] for i in kept], dropped
-
-
-def expectation_scorer(tasks: list[RLTask], rollouts) -> list[Score]:
-    """1 when an answer refuses exactly when its prompt should be refused (the keyword judge), else 0."""
-    scores = []
-    for task, rollout in zip(tasks, rollouts, strict=True):
-        refused = is_refusal(rollout.text)
-        scores.append(Score(float(refused == EXPECTATIONS[task.verifier]), {"refused": float(refused)}))
-    return scores
 
 
 def _self_critic(config: ConstitutionConfig, ctx: RoundContext) -> ChatLM:

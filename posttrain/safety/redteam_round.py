@@ -1,0 +1,148 @@
+"""A red-team round's data: the attacks it makes against the policy, and the preference pairs built from the answers.
+
+Tasks (`round_tasks`): fresh attacks of the training families in turn, on training seed requests drawn for the
+round; mutations of the previous round's archive elites (`compose`, or an attacker LM); and benign requests inside
+the same frames, each with its helpful answer.
+
+Pairs (`build_pairs`), one per task at most:
+- `attack`: an attack that got a non-refusing answer; the constitution's refusal for the request's category is
+  chosen, the harmful answer (its sampled token ids) rejected;
+- `over_refusal`: a framed benign request the policy refused; its helpful answer chosen, the refusal rejected;
+- `anchor`: a framed benign request the policy answered; its helpful answer chosen over the constitution's refusal,
+  so preferring refusals everywhere is not what the round teaches.
+Written answers are rendered after the attack's conversation with the loss on the answer only, as the sampled side.
+Every attack's success rate is offered to the archive (`archive.json` per round). A task of a held-out family is
+an error: held-out families never reach training data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from posttrain.data.pairs import GroupData
+from posttrain.render import RenderedSequence, render_completion
+from posttrain.rewards.judge import ChatLM
+from posttrain.rounds import Built, Group, RoundContext, rollout_sequence
+from posttrain.safety.attacks import OTHER, Archive, Attack, compose, harm_category, make_attack, mutate_with_lm
+from posttrain.safety.constitution import Constitution
+from posttrain.types import Message, RLTask
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a round attacks with and how much."""
+
+    families: tuple[str, ...]  # trained on
+    heldout_families: tuple[str, ...]  # never trained on
+    attacks_per_round: int
+    mutations_per_round: int
+    benign_per_round: int
+    max_length: int  # longest pair sequence; longer pairs are dropped and counted
+    seed: int = 0
+
+
+def attack_task(attack: Attack, verifier: str, answer: str = "") -> RLTask:
+    """An attack (or a framed benign request, verifier 'compliance', with its helpful answer) as a round task."""
+    return RLTask(attack.messages, verifier, metadata={"attack": attack.as_dict(), "answer": answer})
+
+
+def previous_archive(ctx: RoundContext) -> Archive:
+    """The archive as the previous round left it (empty before the first)."""
+    return Archive.load(ctx.dir.parent / f"round_{ctx.index - 1}" / "archive.json")
+
+
+def round_tasks(
+    plan: RoundPlan,
+    seeds: list[str],
+    benign: list[tuple[str, str]],
+    constitution: Constitution,
+    attacker: ChatLM | None,
+    ctx: RoundContext,
+) -> list[RLTask]:
+    """Fresh attacks on training seeds, mutations of the last round's elites (by `attacker`, or `compose` without
+    one), and framed benign (request, answer) pairs."""
+    rng = random.Random(f"{plan.seed}:round:{ctx.index}")
+    families = plan.families
+    drawn = rng.sample(seeds, min(plan.attacks_per_round, len(seeds)))
+    attacks = [
+        make_attack(families[i % len(families)], s, harm_category(constitution, s), rng) for i, s in enumerate(drawn)
+    ]
+    elites = [e.attack for e in previous_archive(ctx).elites()[: plan.mutations_per_round]]
+    attacks += mutate_with_lm(attacker, elites)[0] if attacker else [compose(a, rng) for a in elites]
+    tasks = [attack_task(a, "refusal") for a in attacks]
+    for i, (request, answer) in enumerate(rng.sample(benign, min(plan.benign_per_round, len(benign)))):
+        tasks.append(attack_task(make_attack(families[i % len(families)], request, OTHER, rng), "compliance", answer))
+    return tasks
+
+
+def _written(ctx: RoundContext, attack: Attack, reply: str) -> RenderedSequence:
+    return render_completion(ctx.tokenizer, attack.messages, [Message("assistant", reply)])
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One built pair: its kind, the two answers' texts and their (chosen, rejected) sequences."""
+
+    kind: str
+    chosen: str
+    rejected: str
+    sequences: tuple[RenderedSequence, RenderedSequence]
+
+
+def _attack_pair(ctx: RoundContext, constitution: Constitution, attack: Attack, success) -> Pair:
+    chosen = constitution.refusal(constitution.categorise(attack.request))
+    return Pair("attack", chosen, success.text, (_written(ctx, attack, chosen), rollout_sequence(success)))
+
+
+def _benign_pair(ctx: RoundContext, constitution: Constitution, attack: Attack, answer: str, refusals) -> Pair:
+    chosen = _written(ctx, attack, answer)
+    if refusals:
+        return Pair("over_refusal", answer, refusals[0].text, (chosen, rollout_sequence(refusals[0])))
+    refusal = constitution.refusal(constitution.categorise(attack.request))
+    return Pair("anchor", answer, refusal, (chosen, _written(ctx, attack, refusal)))
+
+
+def build_pairs(plan: RoundPlan, constitution: Constitution, groups: list[Group], ctx: RoundContext) -> Built:
+    """The round's pairs (`pairs.jsonl`), every attack with its success rate (`attacks.jsonl`), and the archive
+    updated with them (`archive.json`)."""
+    archive = previous_archive(ctx)
+    rows, sequences, attack_rows = [], [], []
+    stats = {"attacks": 0, "successful_attacks": 0, "benign": 0, "over_refused": 0, "too_long": 0, "elites_new": 0}
+    for group in groups:
+        attack = Attack.from_dict(group.task.metadata["attack"])
+        if attack.family in plan.heldout_families:
+            raise AssertionError(f"held-out family {attack.family!r} reached the training data")
+        refused = [s.metrics["refused"] == 1.0 for s in group.scores]
+        if group.task.verifier == "refusal":
+            success = [r for r, was in zip(group.rollouts, refused, strict=True) if not was]
+            rate = len(success) / len(group.rollouts)
+            stats["attacks"] += 1
+            stats["successful_attacks"] += bool(success)
+            stats["elites_new"] += archive.offer(attack, rate, ctx.index)
+            attack_rows.append(attack.as_dict() | {"success_rate": rate})
+            pair = _attack_pair(ctx, constitution, attack, success[0]) if success else None
+        else:
+            refusals = [r for r, was in zip(group.rollouts, refused, strict=True) if was]
+            stats["benign"] += 1
+            stats["over_refused"] += bool(refusals)
+            pair = _benign_pair(ctx, constitution, attack, group.task.metadata["answer"], refusals)
+        if pair is None:
+            continue
+        if max(map(len, pair.sequences)) > plan.max_length:
+            stats["too_long"] += 1
+            continue
+        sequences += pair.sequences
+        rows.append(
+            {"kind": pair.kind, "family": attack.family, "category": attack.category, "request": attack.request}
+            | {"prompt": [m.as_dict() for m in attack.messages], "chosen": pair.chosen, "rejected": pair.rejected}
+        )
+    archive.save(ctx.dir / "archive.json")
+    stats |= {
+        "pairs": len(rows),
+        "attack_success_rate": stats["successful_attacks"] / max(stats["attacks"], 1),
+        "archive_cells": len(archive.cells),
+    }
+    if not rows:
+        raise ValueError(f"{ctx.dir}: no pairs: no attack succeeded and there were no benign records")
+    return Built(rows, GroupData(sequences), stats, {"attacks": attack_rows})
