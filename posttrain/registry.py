@@ -76,6 +76,12 @@ def _redteam():
     return redteam.RedteamConfig, redteam.run
 
 
+def _deliberative():
+    from posttrain.stages import deliberative
+
+    return deliberative.DeliberativeConfig, deliberative.run
+
+
 def _guard():
     from posttrain.stages import guard
 
@@ -130,6 +136,14 @@ STAGES: dict[str, Stage] = {
             "the red-team loop: attack families and an archive, DPO on successful attacks, until held-out success plateaus",
             _redteam,
             ("seeds", "benign", "capability", "constitution"),
+        ),
+        Stage(
+            "deliberative",
+            "deliberative alignment's data: spec-citing reasoning traces, judged, as SFT records and rl tasks",
+            _deliberative,
+            ("harmful", "benign", "constitution"),
+            trains_model=False,
+            reads_model=True,
         ),
         Stage(
             "guard",

@@ -68,8 +68,8 @@ def test_a_round_writes_attacks_judgements_pairs_and_metrics(inputs, tmp_path):
     assert (final / "config.json").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
     advbench_dropped = 16 - len(drop_heldout_near_duplicates(load_advbench()[:16])[0])
-    assert manifest["seeds_harmbench_near_duplicates_dropped"] == 1 + advbench_dropped
-    assert manifest["seed_rows_not_refusal"] == 1
+    assert manifest["harmful_harmbench_near_duplicates_dropped"] == 1 + advbench_dropped
+    assert manifest["harmful_rows_not_refusal"] == 1
     assert manifest["benign_independent_near_duplicates_dropped"] == 1
     assert manifest["benign_refusing_records_skipped"] == 1 and manifest["benign_records"] == 4
     round_dir = out / "round_1"

@@ -25,6 +25,7 @@ VERIFIER_CLASSES = {
     "math": "posttrain.rewards.math:MathVerifier",
     "reasoning_gym": "posttrain.rewards.gym:ReasoningGymVerifier",
     "code": "posttrain.rewards.code:CodeVerifier",
+    "spec": "posttrain.rewards.spec:SpecVerifier",
 }
 # The rl-record fields each verifier reads ("a.b": key b of the object under a; metadata keys sit at the top level
 # of a record). A missing, null or empty one is a data error at load time (posttrain.data.schema).
@@ -32,6 +33,7 @@ REQUIRED_FIELDS = {
     "math": ("answer",),  # MathVerifier compares with task.answer
     "reasoning_gym": ("dataset", "entry.answer"),  # ReasoningGymVerifier._scorer: metadata dataset and entry
     "code": ("tests",),  # CodeVerifier runs task.tests after the program
+    "spec": ("answer", "section"),  # SpecVerifier: "refuse" or "answer", and the spec section the request falls under
 }
 # Names that only the demo's evaluation reads (posttrain.eval.suites judges the reply alone): valid in rl data,
 # but no reward is built from them.

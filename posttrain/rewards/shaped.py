@@ -1,8 +1,9 @@
 """The RL reward: each task's own verifier, plus an optional format reward and the DAPO soft overlong penalty.
 
 `ShapedReward.score` scores a whole batch of rollouts in one call (each verifier's process pool or sandboxes used
-once). Every part is kept in the score's metrics (`correct`, `format`, `overlong_penalty`, `failure/<reason>`), so
-the logs show what the reward was made of and how often a verifier could not check a completion.
+once). Every part is kept in the score's metrics (`correct`, `format`, `overlong_penalty`, and the verifier's own,
+such as `failure/<reason>` or the spec verifier's `citation_accuracy`), so the logs show what the reward was made of
+and how often a verifier could not check a completion.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ShapedReward:
     def _shape(self, task: RLTask, rollout: Rollout, score: Score) -> Score:
         s = self.shaping
         reward, metrics = score.reward, {"correct": float(score.reward >= 1.0)}
-        metrics.update({k: v for k, v in score.metrics.items() if k.startswith("failure/")})
+        metrics.update({k: v for k, v in score.metrics.items() if k != "correct"})  # the verifier's own metrics
         if s.format_weight:
             fmt = self.format.score(task, rollout.text).reward
             reward, metrics["format"] = reward + s.format_weight * fmt, fmt

@@ -32,25 +32,24 @@ Launch:
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.data import load_records
-from posttrain.data.heldout import drop_heldout_near_duplicates, load_independent_benign
-from posttrain.data.neardup import NearDuplicates
+from posttrain.data.heldout import load_independent_benign
 from posttrain.eval.redteam import AttackEval, eval_items, evaluate_round, heldout_curve, plateaued, write_curves
 from posttrain.eval.suites import independent_sets
 from posttrain.io import atomic_directory, atomic_write_json
 from posttrain.models import LoraSpec, load_policy
 from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
-from posttrain.rewards.refusal import expectation_scorer, is_refusal
+from posttrain.rewards.refusal import expectation_scorer
 from posttrain.rollout import SamplingParams
 from posttrain.rounds import RoundContext, RoundSpec, run_rounds
 from posttrain.safety.attacks import check_families, harm_category
 from posttrain.safety.constitution import Constitution, load_constitution
 from posttrain.safety.redteam_round import RoundPlan, build_pairs, round_tasks
+from posttrain.safety.requests import benign_answers, harmful_requests, stable_order
 from posttrain.stages.preference import PAIRWISE, train_on
 from posttrain.train.config import option
 from posttrain.train.preamble import Run, open_run
@@ -136,43 +135,16 @@ class Inputs:
     counts: dict[str, int]
 
 
-def _stable_order(items: list[str], salt: str) -> list[str]:
-    return sorted(items, key=lambda s: hashlib.sha256(f"{salt}:{s}".encode()).hexdigest())
-
-
 def load_inputs(config: RedteamConfig) -> Inputs:
-    """Seeds (HarmBench near-duplicates dropped, a fixed share kept for evaluation) and benign records (near-duplicates
-    of the independent benign set dropped)."""
-    tasks = load_records(config.seeds, "rl").records
-    harmful = list(dict.fromkeys(t.prompt[-1].content for t in tasks if t.verifier == "refusal"))
-    kept, heldout_dropped = drop_heldout_near_duplicates(harmful)
-    seeds = _stable_order([harmful[i] for i in kept], f"{config.seed}:seeds")
+    """Seeds (a fixed share kept apart for evaluation) and benign records, checked (`posttrain.safety.requests`)."""
+    harmful, harmful_counts = harmful_requests(config.seeds)
+    seeds = stable_order(harmful, f"{config.seed}:seeds")
     if len(seeds) <= config.eval_seeds:
         raise ValueError(
             f"{config.seeds}: {len(seeds)} usable seed requests; eval_seeds={config.eval_seeds} needs more"
         )
-    independent = NearDuplicates(load_independent_benign())
-    benign, benign_dropped, benign_refusing = [], 0, 0
-    for record in load_records(config.benign, "sft").records if config.benign else []:
-        users = [m for m in record.messages if m.role == "user"]
-        if record.messages[-1].role != "assistant" or not users:
-            continue
-        if is_refusal(record.messages[-1].content):
-            benign_refusing += 1  # a refusal is never the chosen answer of a benign request
-        elif independent.matches(users[-1].content):
-            benign_dropped += 1
-        else:
-            benign.append((users[-1].content, record.messages[-1].content))
-    counts = {
-        "seed_rows": len(tasks),
-        "seed_rows_not_refusal": sum(t.verifier != "refusal" for t in tasks),
-        "seeds_harmbench_near_duplicates_dropped": heldout_dropped,
-        "train_seeds": len(seeds) - config.eval_seeds,
-        "eval_seeds": config.eval_seeds,
-        "benign_records": len(benign),
-        "benign_independent_near_duplicates_dropped": benign_dropped,
-        "benign_refusing_records_skipped": benign_refusing,
-    }
+    benign, benign_counts = benign_answers(config.benign)
+    counts = harmful_counts | benign_counts | {"train_seeds": len(seeds) - config.eval_seeds}
     constitution = load_constitution(config.constitution or None)
     return Inputs(seeds[config.eval_seeds :], seeds[: config.eval_seeds], benign, constitution, counts)
 
