@@ -184,3 +184,16 @@ def test_the_rlvr_stage_trains_on_the_spec_reward(inputs, tmp_path):
     assert (rlvr(config) / "config.json").is_file()
     metrics = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert all("citation_accuracy" in row and 0.0 <= row["reward_mean"] <= 1.0 for row in metrics if "step" in row)
+
+
+def test_the_deliberative_eval_suites_judge_traces_on_held_out_sets(tmp_path):
+    from posttrain.eval.run import evaluate_model
+
+    result = evaluate_model("tiny-random-llama", "deliberative_harmful,deliberative_benign", limit=3, progress=False)
+    for suite in ("deliberative_harmful", "deliberative_benign"):
+        block = result["suites"][suite]
+        assert set(block["metrics"]) == {"answer_right", "trace_format", "citation_accuracy", "consistency"}
+        assert len(block["items"]) == 3 and all(isinstance(row["consistency"], bool) for row in block["items"])
+    # a random model writes no trace: nothing is cited, nothing consistent; its answers refuse nothing
+    assert result["suites"]["deliberative_harmful"]["metrics"]["trace_format"]["value"] == 0.0
+    assert result["suites"]["deliberative_harmful"]["metrics"]["answer_right"]["value"] == 0.0

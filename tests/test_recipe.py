@@ -320,3 +320,17 @@ def test_the_redteam_recipe_resolves(tmp_path):
     assert blocks["redteam"].split("from=")[1].split()[0] == "base"
     assert f"seeds: {tmp_path}/rt/data/redteam_seeds.jsonl" in blocks["redteam"]
     assert "model: runs/demo/constitution/final" in blocks["redteam"]
+
+
+def test_the_deliberative_recipe_resolves_with_its_ablation(tmp_path):
+    dry = posttrain("run", str(REPO / "recipes" / "deliberative.yaml"), "--output", str(tmp_path / "d"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    blocks = {block.split("]")[0]: block for block in dry.stdout.split("\n[")[1:]}
+    parents = {name: block.split("from=")[1].split()[0] for name, block in blocks.items()}
+    assert parents == {"data": "-", "traces": "base", "sft_reasoning": "base", "sft_answers": "base",
+                       "spec_rl": "sft_reasoning"}  # fmt: skip
+    assert f"data: {tmp_path}/d/traces/answers_only.jsonl" in blocks["sft_answers"]
+    steps = [
+        line for name in ("sft_reasoning", "sft_answers") for line in blocks[name].splitlines() if "max_steps" in line
+    ]
+    assert steps == ["  max_steps: 60"] * 2  # the ablation trains for the same steps over rows of the same length

@@ -102,7 +102,7 @@ BLOCKED = {
     "refusal": {"refusal_rate": True, "harmful_compliance": False},
     "compliance": {"over_refusal": True},
     "math": {"accuracy": False, "format": False},
-}
+}  # the spec judge has no entry: it reads the text released before a block
 
 
 def _load_tasks(path: Path, limit: int) -> list[RLTask]:
@@ -113,7 +113,7 @@ def _load_tasks(path: Path, limit: int) -> list[RLTask]:
 
 
 def _check_verifier(name: str, suite: Suite, tasks: Sequence[RLTask]) -> None:
-    wrong = sorted({t.verifier for t in tasks} - {suite.judge})
+    wrong = sorted({t.verifier for t in tasks} - {suite.judge, *suite.reads})
     if wrong:
         raise ValueError(f"suite {name!r} judges with {suite.judge!r}, but its set has verifier(s) {wrong}")
 
@@ -125,7 +125,11 @@ def _judged(suite: Suite, tasks: list[RLTask], replies: Replies, math: MathVerif
     items = [
         {"id": i, "prompt": t.prompt[-1].content, "reply": r, "answer": t.answer}
         | {m: j[m] for m in suite.metrics}
-        | ({m: BLOCKED[suite.judge][m] for m in suite.metrics} | {"blocked": why} if why else {})
+        | (
+            {m: v for m, v in BLOCKED.get(suite.judge, {}).items() if m in suite.metrics} | {"blocked": why}
+            if why
+            else {}
+        )
         | {"failure": j["failure"]}
         for i, (t, r, why, j) in enumerate(zip(tasks, replies.texts, replies.blocked, judged, strict=True))
     ]
