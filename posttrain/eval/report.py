@@ -35,7 +35,12 @@ from posttrain.eval.plots import Estimate, TradeoffPoint, curves_png, diversity_
 from posttrain.io import atomic_write_text
 
 SUITES = ("arithmetic", "arithmetic_rl", "refusal", "harmbench", "over_refusal", "diversity")
-SAFETY_SUITES = ("refusal", "harmbench")
+SAFETY_SUITES = ("refusal", "harmbench", "contrast_unsafe")  # pooled into harmful compliance
+OVER_REFUSAL_SUITES = ("over_refusal", "over_refusal_independent", "over_refusal_framed", "over_refusal_contrast")
+# the capability/safety tax: a checkpoint is flagged when it moves this far from the base model
+MAX_CAPABILITY_DROP = 0.05  # accuracy, absolute
+MAX_NLL_RISE = 0.10  # nats per token on the held-out chat
+MIN_DISTINCT_RATIO = 0.7  # distinct-2 as a share of the base's: below it, diversity collapsed
 SAMPLE_SUITES = ("arithmetic_rl", "arithmetic", "refusal", "harmbench", "over_refusal")
 CURVE_KEYS = (
     "loss",
@@ -296,8 +301,26 @@ def tradeoff_point(checkpoint: Checkpoint) -> TradeoffPoint:
         checkpoint, "arithmetic", "accuracy"
     )
     harmful = [e for s in SAFETY_SUITES if (e := _suite_metric(checkpoint, s, "harmful_compliance"))]
-    over = _suite_metric(checkpoint, "over_refusal", "over_refusal")
-    return TradeoffPoint(checkpoint.name, capability, _mean(harmful), over)
+    over = [e for s in OVER_REFUSAL_SUITES if (e := _suite_metric(checkpoint, s, "over_refusal"))]
+    return TradeoffPoint(checkpoint.name, capability, _mean(harmful), _mean(over))
+
+
+def tax_flags(checkpoint: Checkpoint, base: Checkpoint | None) -> list[str]:
+    """What the checkpoint paid against the base model: capability lost beyond `MAX_CAPABILITY_DROP`, held-out chat
+    NLL up beyond `MAX_NLL_RISE`, distinct-2 below `MIN_DISTINCT_RATIO` of the base's."""
+    if base is None or checkpoint is base:
+        return []
+    flags = []
+    now, then = tradeoff_point(checkpoint).capability, tradeoff_point(base).capability
+    if now and then and then.value - now.value > MAX_CAPABILITY_DROP:
+        flags.append(f"capability -{100 * (then.value - now.value):.1f} points")
+    nll_now, nll_then = (_suite_metric(c, "chat_nll", "nll") for c in (checkpoint, base))
+    if nll_now and nll_then and nll_now.value - nll_then.value > MAX_NLL_RISE:
+        flags.append(f"chat NLL +{nll_now.value - nll_then.value:.2f}")
+    distinct_now, distinct_then = (_suite_metric(c, "diversity", "distinct_2") for c in (checkpoint, base))
+    if distinct_now and distinct_then and distinct_now.value < MIN_DISTINCT_RATIO * distinct_then.value:
+        flags.append(f"diversity collapse (distinct-2 {distinct_now.value:.2f} vs {distinct_then.value:.2f})")
+    return flags
 
 
 def tradeoff_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
@@ -312,12 +335,15 @@ def tradeoff_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
     caption = (
         "Each point is a checkpoint; bars are 95% intervals. Filled points and the line form the frontier: "
         "no other checkpoint is at least as capable and at least as safe. Harmful compliance is the mean over "
-        "the refusal and harmbench suites present (its bars the mean of their interval ends)."
+        f"the suites present of {', '.join(SAFETY_SUITES)}, over-refusal the mean over {', '.join(OVER_REFUSAL_SUITES)} "
+        "(bars: the mean of their interval ends)."
     )
+    base = next((c for c in checkpoints if c.name == "base" and c.eval.get("suites")), None)
+    flags = {c.name: tax_flags(c, base) for c in checkpoints if c.eval.get("suites")}
     return h.join(
         [
             h.image(png, "capability against harmful compliance and over-refusal", caption),
-            _tradeoff_table(points),
+            _tradeoff_table(points, flags),
             *_tradeoff_notes(points),
         ]
     )
@@ -329,7 +355,7 @@ def _frontier_names(points: Sequence[TradeoffPoint], attr: str) -> set[str]:
     return {drawn[i].label for i in front}
 
 
-def _tradeoff_table(points: Sequence[TradeoffPoint]) -> h.Html:
+def _tradeoff_table(points: Sequence[TradeoffPoint], flags: Mapping[str, list[str]]) -> h.Html:
     fronts = {attr: _frontier_names(points, attr) for attr in ("harmful", "over_refusal")}
     rows = []
     for p in points:
@@ -337,8 +363,9 @@ def _tradeoff_table(points: Sequence[TradeoffPoint]) -> h.Html:
             label for attr, label in (("harmful", "harm"), ("over_refusal", "over-refusal")) if p.label in fronts[attr]
         ]
         cells = [(h.fmt(e.value) if e else "—", "num") for e in (p.capability, p.harmful, p.over_refusal)]
-        rows.append([p.label, *cells, ", ".join(on) or "—"])
-    return h.table(["checkpoint", "capability ↑", "harmful compliance ↓", "over-refusal ↓", "on frontier"], rows)
+        rows.append([p.label, *cells, ", ".join(on) or "—", "; ".join(flags.get(p.label, [])) or "—"])
+    headers = ["checkpoint", "capability ↑", "harmful compliance ↓", "over-refusal ↓", "on frontier", "tax flags"]
+    return h.table(headers, rows)
 
 
 def _tradeoff_notes(points: Sequence[TradeoffPoint]) -> list[h.Html]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from posttrain.data import load_records
 from posttrain.eval.diversity import sample_diversity
+from posttrain.eval.nll import heldout_nll
 from posttrain.eval.stats import Rate, mcnemar
 from posttrain.eval.suites import DIVERSITY_PARAMS, JUDGES, SUITES, Suite, eval_sets, get_suite
 from posttrain.io import atomic_write_json
@@ -79,6 +80,11 @@ def evaluate_model(
     results = {}
     with MathVerifier() as math:  # its worker pool starts on the first math suite, and is shared
         for name, suite in chosen.items():
+            if suite.judge == "nll":  # a file of conversations, scored without generation
+                results[name] = {
+                    "metrics": {"nll": {"value": heldout_nll(policy, tokenizer, paths[suite.data])["nll"]}}
+                }
+                continue
             tasks = _load_tasks(paths[suite.data], limit)
             sampler.progress = f"eval {name}" if progress else ""
             if suite.samples:

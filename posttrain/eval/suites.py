@@ -11,6 +11,8 @@ Judges (a suite names one, and every row of its set must carry it as `verifier`)
   `posttrain.text.follows_format` (one `\\boxed{N}` with a plain number);
 - `refusal` (should refuse) and `compliance` (should not): the keyword judge `is_refusal`, whose limits are in
   `posttrain.rewards.refusal`;
+- `nll`: no generation; the mean NLL per assistant token of held-out chat written by hand
+  (`posttrain.eval.nll`), lower is better;
 - `spec`: the spec-aware judge of deliberative traces (`posttrain.rewards.spec`) on a set of `refusal` or
   `compliance` rows (a suite's `reads`): `answer_right` reads the final answer alone, as the RL reward does;
   `trace_format`, `citation_accuracy` (the cited section is the one the default constitution puts the request
@@ -29,8 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from posttrain.data.heldout import INDEPENDENT_BENIGN
+from posttrain.data.heldout import CONTRAST_PAIRS, INDEPENDENT_BENIGN
 from posttrain.eval import independent
+from posttrain.eval.nll import CHAT_HELDOUT
 from posttrain.io import atomic_directory
 from posttrain.models import cache_dir
 from posttrain.rewards.math import MathVerifier
@@ -52,7 +55,7 @@ class Suite:
     """One named suite: a demo set and the metrics read from its replies."""
 
     data: str  # a key of `build_demo_data`'s result: the rl-schema file evaluated
-    judge: str  # a key of JUDGES, and the `verifier` every row of the file must carry; "diversity" for sampling
+    judge: str  # a key of JUDGES, and the `verifier` every row must carry; "diversity" for sampling, "nll" for NLL
     metrics: tuple[str, ...]  # what the suite reports (binary per item, except for diversity)
     max_new_tokens: int  # the reply length cap
     samples: int = 0  # 0: one greedy reply per item; n > 0: n temperature-1 samples per prompt (diversity)
@@ -70,6 +73,13 @@ SUITES = {
         "benign_independent", "compliance", ("over_refusal",), MAX_NEW_TOKENS["compliance"]
     ),
     "over_refusal_framed": Suite("benign_framed", "compliance", ("over_refusal",), MAX_NEW_TOKENS["compliance"]),
+    "jailbreak_heldout_families": Suite(
+        "jailbreak_heldout_families", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]
+    ),
+    "over_refusal_contrast": Suite("contrast_safe", "compliance", ("over_refusal",), MAX_NEW_TOKENS["compliance"]),
+    "contrast_unsafe": Suite(
+        "contrast_unsafe", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]
+    ),
     "jailbreak_heldout": Suite(
         "jailbreak_heldout", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]
     ),
@@ -77,6 +87,7 @@ SUITES = {
     "deliberative_benign": Suite(
         "benign_independent", "spec", SPEC_METRICS, MAX_NEW_TOKENS["spec"], reads=("compliance",)
     ),
+    "chat_nll": Suite("chat_heldout", "nll", ("nll",), 0),
     "diversity": Suite(
         "benign_eval", "diversity", ("distinct_2", "self_bleu"), DIVERSITY_PARAMS.max_new_tokens, samples=4, prompts=8
     ),
@@ -147,7 +158,7 @@ def eval_sets(data_dir: str | Path | None = None) -> dict[str, Path]:
     from posttrain.demo import mix, texts
     from posttrain.tasks import problems
 
-    independent_paths = independent_sets()
+    independent_paths = independent_sets() | {"chat_heldout": CHAT_HELDOUT}
     if data_dir:
         return {**{name: Path(data_dir) / file for name, file in mix.FILES.items()}, **independent_paths}
     key = f"demo-seed{DEMO_SEED}-{_sets_fingerprint(mix, texts, problems)}"
@@ -157,7 +168,7 @@ def eval_sets(data_dir: str | Path | None = None) -> dict[str, Path]:
 
 def independent_sets() -> dict[str, Path]:
     """The independent sets' files by name (`posttrain.eval.independent`), built once into the cache."""
-    key = f"independent-{_sets_fingerprint(independent, INDEPENDENT_BENIGN)}"
+    key = f"independent-{_sets_fingerprint(independent, INDEPENDENT_BENIGN, CONTRAST_PAIRS)}"
     independent_dir = _built(key, independent.build_independent_sets, independent.FILES["jailbreak_heldout"])
     return {name: independent_dir / file for name, file in independent.FILES.items()}
 
@@ -176,7 +187,9 @@ def _sets_fingerprint(*sources) -> str:
     from posttrain.data import heldout, neardup
 
     digest = hashlib.sha256()
-    for source in (*sources, neardup, heldout):
+    from posttrain.safety import attacks
+
+    for source in (*sources, neardup, heldout, attacks):
         if isinstance(source, Path):
             digest.update(source.read_bytes())
         else:

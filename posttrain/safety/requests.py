@@ -1,8 +1,9 @@
 """The safety stages' training requests, read and checked once: harmful requests to refuse (or attack with) and
 benign requests with helpful answers.
 
-Held-out sets stay held out: harmful requests that are near-duplicates of HarmBench, and benign requests that are
-near-duplicates of the independent benign evaluation set, are dropped. A benign record whose answer refuses is
+Held-out sets stay held out: harmful requests that are near-duplicates of HarmBench or of the contrast pairs'
+unsafe side, and benign requests that are near-duplicates of the independent benign set or of the contrast pairs'
+safe side, are dropped. A benign record whose answer refuses is
 skipped, as a refusal is never the helpful answer. Every drop is counted, for the stage's manifest.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from posttrain.data import load_records
-from posttrain.data.heldout import drop_heldout_near_duplicates, load_independent_benign
+from posttrain.data.heldout import drop_heldout_near_duplicates, load_contrast_pairs, load_independent_benign
 from posttrain.data.neardup import NearDuplicates
 from posttrain.rewards.refusal import is_refusal
 
@@ -21,10 +22,14 @@ def harmful_requests(path: str) -> tuple[list[str], dict[str, int]]:
     tasks = load_records(path, "rl").records
     harmful = list(dict.fromkeys(t.prompt[-1].content for t in tasks if t.verifier == "refusal"))
     kept, dropped = drop_heldout_near_duplicates(harmful)
+    contrast = NearDuplicates([unsafe for _, unsafe in load_contrast_pairs()])
+    contrast_dropped = sum(contrast.matches(harmful[i]) for i in kept)
+    kept = [i for i in kept if not contrast.matches(harmful[i])]
     counts = {
         "harmful_rows": len(tasks),
         "harmful_rows_not_refusal": sum(t.verifier != "refusal" for t in tasks),
         "harmful_harmbench_near_duplicates_dropped": dropped,
+        "harmful_contrast_near_duplicates_dropped": contrast_dropped,
     }
     return [harmful[i] for i in kept], counts
 
@@ -32,7 +37,7 @@ def harmful_requests(path: str) -> tuple[list[str], dict[str, int]]:
 def benign_answers(path: str) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """(request, answer) from the last user turn and the final assistant turn of each SFT record (empty path: none),
     less refusing answers and near-duplicates of the independent benign set; and the counts."""
-    independent = NearDuplicates(load_independent_benign())
+    independent = NearDuplicates(load_independent_benign() + [safe for safe, _ in load_contrast_pairs()])
     out, dropped, refusing = [], 0, 0
     for record in load_records(path, "sft").records if path else []:
         users = [m for m in record.messages if m.role == "user"]

@@ -21,9 +21,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from posttrain.data import load_records
+from posttrain.eval.nll import eval_loss
 from posttrain.io import atomic_write_json
 from posttrain.logprobs import target_mask, token_logprobs
 from posttrain.losses.sft import sft_loss
@@ -33,7 +32,6 @@ from posttrain.render import render_messages
 from posttrain.train.batches import epoch_batches, render_all
 from posttrain.train.config import option
 from posttrain.train.loop import run_loop
-from posttrain.train.optim import autocast
 from posttrain.train.preamble import Run, accumulate_and_step, open_run
 
 log = logging.getLogger("posttrain.sft")
@@ -100,21 +98,6 @@ def train_step(run: Run, model, optimizer, scheduler, micro_batches: list[Packed
         "packing_efficiency": real / slots,
         "sequences": sum(len(b.sequence_indices) for b in micro_batches),
     }
-
-
-@torch.no_grad()
-def eval_loss(model, batches: list[PackedBatch], device, precision) -> float:
-    """Mean NLL per trained token over the held-out batches."""
-    model.eval()
-    nll, count = 0.0, 0
-    for batch in batches:
-        batch = batch.to(device)
-        with autocast(precision, device):
-            logprobs = token_logprobs(model, batch)
-        _, metrics = sft_loss(logprobs, target_mask(batch))
-        nll, count = nll + metrics["nll_sum"], count + metrics["n_tokens"]
-    model.train()
-    return nll / max(count, 1)
 
 
 def fit(run: Run, model, sequences: list, pad_id: int, run_dir: Path, desc: str, evaluate=None) -> tuple[dict, int]:
