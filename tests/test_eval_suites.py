@@ -59,6 +59,9 @@ def test_eval_json_has_every_suite_with_intervals_and_items(llama_eval, demo_dir
     for name, suite in SUITES.items():
         block = llama_eval["suites"][name]
         assert list(block["metrics"]) == list(suite.metrics)
+        if suite.judge == "nll":  # a file of conversations, no items: the random model's NLL is near log(vocab)
+            assert 5.0 < block["metrics"]["nll"]["value"] < 9.0
+            continue
         rows = load_records(paths[suite.data], "rl").records
         if suite.samples:
             continue
@@ -95,7 +98,7 @@ def test_eval_sets_are_built_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path))
     first = eval_sets()
     demo, independent = first["benign_eval"].parent, first["benign_independent"].parent
-    assert {p.parent for p in first.values()} == {demo, independent}
+    assert {p.parent for name, p in first.items() if name != "chat_heldout"} == {demo, independent}
     assert demo.parent == tmp_path / "eval_sets" and demo.name.startswith("demo-seed0-")
     assert independent.parent == tmp_path / "eval_sets" and independent.name.startswith("independent-")
     stamps = {name: p.stat().st_mtime_ns for name, p in first.items()}
