@@ -105,7 +105,7 @@ def test_heldout_families_never_reach_the_pairs_and_the_plateau_stops_the_loop(i
     out = tmp_path / "rt"
     assert (out / "round_2" / "final").is_dir() and not (out / "round_3").exists()
     families = {p["family"] for r in (1, 2) for p in rows(out / f"round_{r}" / "pairs.jsonl")}
-    assert families <= {"fiction", "past_tense"} and "past_tense" in families
+    assert families <= {"plain", "fiction", "past_tense"} and "past_tense" in families  # plain: benign as written
     assert not families & {"multi_turn", "template"}
     mutated = [a for a in rows(out / "round_2" / "attacks.jsonl") if a["mutation"]]
     assert mutated and all(a["family"] in ("fiction", "past_tense") for a in mutated)
