@@ -52,9 +52,14 @@ def to_png(fig) -> bytes:
 
 
 def curves_png(
-    rows: Sequence[Mapping], keys: Sequence[str], boundaries: Sequence[tuple[int, str]] = ()
+    rows: Sequence[Mapping],
+    keys: Sequence[str],
+    boundaries: Sequence[tuple[int, str]] = (),
+    x_label: str = "step",
+    rates: bool = False,
 ) -> bytes | None:
-    """One panel per key of `keys` present in `rows` (against "step"); `boundaries` are (step, label) marks."""
+    """One panel per key of `keys` present in `rows` (against "step"); `boundaries` are (step, label) marks. With
+    `rates`, every panel spans 0 to 1 and the x axis has whole-number ticks (rounds), so small moves look small."""
     present = [k for k in keys if any(_is_number(r.get(k)) for r in rows)]
     if not present:
         return None
@@ -73,8 +78,11 @@ def curves_png(
                 linewidth=1.5,
             )
         _mark_boundaries(ax, boundaries)
+        if rates:
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xticks(sorted({x for x, _ in points}))
         ax.set_title(key, fontsize=10)
-        ax.set_xlabel("step", fontsize=9)
+        ax.set_xlabel(x_label, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     return to_png(fig)

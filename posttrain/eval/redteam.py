@@ -178,7 +178,9 @@ def write_curves(run_dir: Path) -> Path:
         data = json.loads(path.read_text())
         rows.append({"step": data["round"], **data["summary"]})
     atomic_write_json(run_dir / "curves.json", rows)
-    png = curves_png(rows, [k for k in rows[0] if k != "step" and not k.endswith("mcnemar_p")])
+    png = curves_png(
+        rows, [k for k in rows[0] if k != "step" and not k.endswith("mcnemar_p")], x_label="round", rates=True
+    )
     if png:
         (run_dir / "curves.png").write_bytes(png)
     return run_dir / "curves.json"
