@@ -217,3 +217,43 @@ def test_an_lm_judge_over_http_decides_whether_a_non_refusal_is_real_help(tmp_pa
         and out[0].scores[0].reward == 1.0
     )
     assert out[1].scores == groups[1].scores
+
+
+def test_sigkill_in_the_second_round_then_resume_reproduces_the_uninterrupted_run(inputs, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def cli(out: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "posttrain", "redteam", "--model", "tiny-random-llama",
+                "--seeds", str(inputs["seeds"]), "--benign", str(inputs["benign"]), "--output", str(out),
+                "rounds=2", "eval_seeds=3", "attacks_per_round=8", "mutations_per_round=3", "benign_per_round=4",
+                "adaptive_tries=2", "heldout_jailbreaks=3", "over_refusal_items=4", "max_new_tokens=12",
+                "eval_max_new_tokens=8", "max_steps=4", "save_every=1", "lr=1e-3", "precision=fp32",
+                "progress=false", "max_length=1024", "plateau_points=-1000", *extra]  # fmt: skip
+
+    def outcome(out: Path):
+        round_2 = out / "round_2"
+        summary = json.loads((round_2 / "round.json").read_text())
+        losses = [row["loss"] for row in rows(round_2 / "metrics.jsonl")]
+        return rows(round_2 / "pairs.jsonl"), summary["eval"], losses
+
+    reference = tmp_path / "reference"
+    subprocess.run(cli(reference), check=True, capture_output=True, cwd=repo, timeout=300)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli(killed), cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = killed / "round_2" / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:  # inside round 2's training
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "round_2" / "final").exists()
+    subprocess.run(cli(killed, "resume=true"), check=True, capture_output=True, cwd=repo, timeout=300)
+    assert outcome(killed) == outcome(reference)
