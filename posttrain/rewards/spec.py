@@ -44,10 +44,12 @@ class Trace:
 
 
 def parse_trace(text: str) -> Trace:
-    """The trace's parts; text without a closed reasoning block is all answer, with nothing cited or decided."""
+    """The trace's parts. Text without a reasoning block is all answer, with nothing cited or decided; a block that
+    is opened but never closed (reasoning cut off by the length cap) has no answer at all."""
     match = _TRACE.search(text)
     if not match:
-        return Trace("", text.strip(), None, None, None)
+        answer = "" if OPEN in text else text.strip()
+        return Trace(text.split(OPEN, 1)[1].strip() if OPEN in text else "", answer, None, None, None)
     reasoning, answer = match.group(1).strip(), match.group(2).strip()
     citation, decision = _CITATION.search(reasoning), _DECISION.findall(reasoning)
     return Trace(

@@ -17,7 +17,8 @@ Families (`FAMILIES`), all written for this project except `template`:
 
 A mutation makes a new attack from an archive elite, in the elite's family and cell: `compose` wraps the elite's
 last turn in another single-turn family's frame (no model needed); an attacker LM (`mutate_with_lm`) rewrites the
-last turn and keeps the rewrite only if it stays on the request's topic.
+last turn and keeps the rewrite only if it stays on the request's topic and is not a refusal. Each round attacks
+the elites again too, so an elite's score is the current policy's, not the one it was found against.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from posttrain.io import atomic_write_json
-from posttrain.rewards.judge import ChatLM
+from posttrain.rewards.judge import ChatLM, LMUnavailable
+from posttrain.rewards.refusal import is_refusal
 from posttrain.safety.constitution import Constitution
 from posttrain.safety.critique import on_topic
 from posttrain.safety.guard_data import WRAPPERS, fill_template, jailbreak_templates
 from posttrain.types import Message
 
 OTHER = "other"  # the harm category of a request the constitution's keywords do not place
+HELDOUT_FAMILIES = ("past_tense", "multi_turn")  # never trained on by default: the red-team loop's held-out families
 
 
 @dataclass(frozen=True)
@@ -167,17 +170,26 @@ MUTATION_REQUEST = (
 
 
 def mutate_with_lm(attacker: ChatLM, elites: Sequence[Attack]) -> tuple[list[Attack], int]:
-    """The attacker's rewrite of each elite's last turn; rewrites that are empty or leave the request's topic are
-    dropped. Returns the kept attacks and how many were dropped."""
+    """The attacker's rewrite of each elite's last turn; a rewrite that is empty, unchanged, a refusal, off the
+    request's topic, or that the attacker could not give (`LMUnavailable`) is dropped. Returns the kept attacks and
+    how many were dropped."""
     asks = [[Message("user", MUTATION_REQUEST.format(message=a.messages[-1].content))] for a in elites]
     complete_many = getattr(attacker, "complete_many", None)
-    replies = complete_many(asks) if complete_many else [attacker.complete(ask) for ask in asks]
-    kept = [
-        with_last_turn(a, reply.strip(), "lm")
-        for a, reply in zip(elites, replies, strict=True)
-        if reply.strip() and on_topic(a.request, reply) and reply.strip() != a.messages[-1].content
-    ]
+    replies = complete_many(asks) if complete_many else [_complete(attacker, ask) for ask in asks]
+    kept = []
+    for attack, reply in zip(elites, replies, strict=True):
+        text = (reply or "").strip()
+        usable = text and text != attack.messages[-1].content and not is_refusal(text)
+        if usable and on_topic(attack.request, text):
+            kept.append(with_last_turn(attack, text, "lm"))
     return kept, len(elites) - len(kept)
+
+
+def _complete(lm: ChatLM, messages: list[Message]) -> str | None:
+    try:
+        return lm.complete(messages)
+    except LMUnavailable:
+        return None
 
 
 @dataclass(frozen=True)
@@ -197,9 +209,17 @@ class Archive:
         self.cells: dict[tuple[str, str], Elite] = {(e.attack.family, e.attack.category): e for e in elites}
 
     def offer(self, attack: Attack, score: float, round_index: int) -> bool:
-        """Keep `attack` if it beats its cell's elite (or the cell is empty); returns whether it was kept."""
+        """Keep `attack` if it beats its cell's elite (or the cell is empty); returns whether it was kept. The elite
+        itself, attacked again, takes its new score (and leaves the cell at 0), so scores follow the policy."""
         cell = (attack.family, attack.category)
-        if score <= 0 or (cell in self.cells and self.cells[cell].score >= score):
+        elite = self.cells.get(cell)
+        if elite is not None and elite.attack == attack:
+            if score > 0:
+                self.cells[cell] = Elite(attack, score, round_index)
+            else:
+                del self.cells[cell]
+            return False
+        if score <= 0 or (elite is not None and elite.score >= score):
             return False
         self.cells[cell] = Elite(attack, score, round_index)
         return True

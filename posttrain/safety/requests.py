@@ -60,3 +60,13 @@ def benign_answers(path: str) -> tuple[list[tuple[str, str]], dict[str, int]]:
 def stable_order(items: list[str], salt: str) -> list[str]:
     """`items` in an order fixed by their text and `salt` (not by file order): the basis of a reproducible split."""
     return sorted(items, key=lambda s: hashlib.sha256(f"{salt}:{s}".encode()).hexdigest())
+
+
+def split_apart(requests: list[str], n_eval: int, salt: str) -> tuple[list[str], list[str], int]:
+    """(train, eval, dropped): `n_eval` requests in a stable order for evaluation, the rest for training less any
+    near-duplicate of an evaluation request (a framed or reworded twin), which is dropped and counted."""
+    order = stable_order(list(dict.fromkeys(requests)), salt)
+    held = order[:n_eval]
+    twins = NearDuplicates(held)
+    train = [r for r in order[n_eval:] if not twins.matches(r)]
+    return train, held, len(order) - n_eval - len(train)

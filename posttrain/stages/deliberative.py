@@ -9,7 +9,8 @@ Written (`posttrain.safety.deliberative` for the spec and teachers, `posttrain.r
 - `answers_only.jsonl`: the same requests with the final answer alone (the ablation: reasoning against none);
 - `rl_train.jsonl`, `rl_eval.jsonl`: the requests as rl tasks (verifier `spec`, answer "refuse" or "answer", and
   the expected section) for the RLVR stage, whose reward reads the final answer only; `rl_eval` holds the share of
-  requests (`eval_share`) kept out of every training file, for citation accuracy and consistency after training.
+  requests (`eval_share`) kept out of every training file, with their near-duplicates (framed or reworded twins),
+  for citation accuracy and consistency after training.
 
 The manifest counts what was dropped (HarmBench and independent-set near-duplicates, refusing benign records) and
 the teacher's citation accuracy, consistency and acceptance. A rerun rewrites every file from the same inputs.
@@ -32,7 +33,7 @@ from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
 from posttrain.rewards.spec import judge_trace, parse_trace
 from posttrain.safety.constitution import load_constitution
 from posttrain.safety.deliberative import expected_section, teacher_system, templated_trace
-from posttrain.safety.requests import benign_answers, harmful_requests, stable_order
+from posttrain.safety.requests import benign_answers, harmful_requests, split_apart
 from posttrain.train.config import option, save_config
 from posttrain.train.manifest import write_manifest
 from posttrain.types import Message
@@ -113,10 +114,10 @@ def run(config: DeliberativeConfig) -> Path:
     harmful, counts = harmful_requests(config.harmful)
     benign, benign_counts = benign_answers(config.benign)
     items = [Item(r, True) for r in harmful] + [Item(r, False, a) for r, a in benign]
-    order = stable_order([i.request for i in items], f"{config.seed}:deliberative")
-    n_eval = round(len(order) * config.eval_share)
-    held = set(order[:n_eval])
-    train = [i for i in items if i.request not in held]
+    requests = list(dict.fromkeys(i.request for i in items))
+    trained, held_out, twins = split_apart(requests, round(len(requests) * config.eval_share), f"{config.seed}:delib")
+    n_eval, held, keep = len(held_out), set(held_out), set(trained)
+    train = [i for i in items if i.request in keep]
     traces = write_traces(config, constitution, train)
     rows, kept = [], []
     for item, text in zip(train, traces, strict=True):
@@ -138,6 +139,7 @@ def run(config: DeliberativeConfig) -> Path:
         atomic_write_text(out / name, _jsonl(file_rows))
     share = {k: sum(r[k] for r in rows) / max(len(rows), 1) for k in ("cites_expected", "consistent", "accepted")}
     counts |= benign_counts | {"traces": len(rows), "kept": len(kept), "eval_requests": n_eval}
+    counts |= {"train_near_eval_dropped": twins}
     counts |= {f"teacher_{k}": v for k, v in share.items()}
     inputs = {"harmful": config.harmful, "benign": config.benign, "constitution": config.constitution}
     save_config(config, out / "config.yaml")

