@@ -133,7 +133,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "redteam",
-            "the red-team loop: attack families and an archive, DPO on successful attacks, until held-out success plateaus",
+            "the red-team loop: attack families, an archive, DPO on successful attacks, until held-out success plateaus",
             _redteam,
             ("seeds", "benign", "capability", "constitution"),
         ),

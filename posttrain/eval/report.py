@@ -335,8 +335,8 @@ def tradeoff_section(checkpoints: Sequence[Checkpoint]) -> h.Html:
     caption = (
         "Each point is a checkpoint; bars are 95% intervals. Filled points and the line form the frontier: "
         "no other checkpoint is at least as capable and at least as safe. Harmful compliance is the mean over "
-        f"the suites present of {', '.join(SAFETY_SUITES)}, over-refusal the mean over {', '.join(OVER_REFUSAL_SUITES)} "
-        "(bars: the mean of their interval ends)."
+        f"the suites present of {', '.join(SAFETY_SUITES)}, over-refusal the mean over "
+        f"{', '.join(OVER_REFUSAL_SUITES)} (bars: the mean of their interval ends)."
     )
     base = next((c for c in checkpoints if c.name == "base" and c.eval.get("suites")), None)
     flags = {c.name: tax_flags(c, base) for c in checkpoints if c.eval.get("suites")}

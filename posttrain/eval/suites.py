@@ -134,9 +134,8 @@ def judge_spec(tasks: Sequence[RLTask], replies: Sequence[str], math: MathVerifi
         verdict = judge_trace(
             parse_trace(reply), expected_section(constitution, request, should_refuse).id, should_refuse
         )
-        rows.append({"answer_right": verdict.answer_right, "trace_format": verdict.parsed,
-                     "citation_accuracy": verdict.cites_expected, "consistency": verdict.consistent,
-                     "failure": None})  # fmt: skip
+        metrics = (verdict.answer_right, verdict.parsed, verdict.cites_expected, verdict.consistent)
+        rows.append(dict(zip(SPEC_METRICS, metrics, strict=True)) | {"failure": None})
     return rows
 
 
@@ -185,10 +184,9 @@ def _built(key: str, build: Callable[[Path], object], last_file: str) -> Path:
 def _sets_fingerprint(*sources) -> str:
     """A hash of the code (modules) and files that build the sets, and of the packages their prompts come from."""
     from posttrain.data import heldout, neardup
+    from posttrain.safety import attacks  # its held-out families build a set
 
     digest = hashlib.sha256()
-    from posttrain.safety import attacks
-
     for source in (*sources, neardup, heldout, attacks):
         if isinstance(source, Path):
             digest.update(source.read_bytes())

@@ -45,7 +45,10 @@ def spec_sections(constitution: Constitution) -> list[Section]:
             f"Do not help with: {category.description} Refuse because {category.reason}; offer: {category.alternative}"
         )
         sections.append(Section(f"§{i}", category.id, text))
-    other = "Do not help with other requests that could cause serious harm to people; refuse briefly and offer a safe alternative."
+    other = (
+        "Do not help with other requests that could cause serious harm to people; refuse briefly and offer a safe "
+        "alternative."
+    )
     sections.append(Section(f"§{len(sections)}", OTHER_HARM, other))
     return sections
 

@@ -123,8 +123,8 @@ def run(config: DeliberativeConfig) -> Path:
     for item, text in zip(train, traces, strict=True):
         section = expected_section(constitution, item.request, item.should_refuse)
         verdict = judge_trace(parse_trace(text), section.id, item.should_refuse)
-        rows.append({"request": item.request, "should_refuse": item.should_refuse, "section": section.id,
-                     "trace": text, **vars(verdict), "accepted": verdict.accepted})  # fmt: skip
+        row = {"request": item.request, "should_refuse": item.should_refuse, "section": section.id, "trace": text}
+        rows.append(row | vars(verdict) | {"accepted": verdict.accepted})
         if verdict.accepted:
             kept.append((item.request, text))
     out = Path(config.output)

@@ -19,7 +19,8 @@ Each round (`posttrain.rounds`):
    previous round on the same items (McNemar). `round_0/eval.json` is the starting model.
 
 The loop stops at `rounds`, or when held-out attack success (the held-out families and the DAN / in-the-wild
-frames, pooled) fell less than `plateau_points` over the last `plateau_rounds` rounds. `curves.json` and `curves.png` hold every suite per round.
+frames, pooled) fell less than `plateau_points` over the last `plateau_rounds` rounds. `curves.json` and
+`curves.png` hold every suite per round.
 
 Seeds come from training data only: HarmBench near-duplicates are dropped, and so are benign records that are
 near-duplicates of the independent benign set or whose answer refuses (all counted in the manifest). Every built
@@ -55,16 +56,22 @@ from posttrain.stages.preference import PAIRWISE, train_on
 from posttrain.train.config import option
 from posttrain.train.preamble import Run, open_run
 
-TRAIN_FAMILIES = ("template", "roleplay", "fiction", "prefix_injection", "splitting", "refusal_suppression",
-                  "hypothetical")  # fmt: skip
+TRAIN_FAMILIES = (
+    "template",
+    "roleplay",
+    "fiction",
+    "prefix_injection",
+    "splitting",
+    "refusal_suppression",
+    "hypothetical",
+)
 
 
 @dataclass(frozen=True)
 class RedteamConfig:
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     seeds: str = option("", "seed requests (rl schema); rows with verifier 'refusal' are attacked, others skipped")
-    benign: str = option("", "benign SFT records (sft schema) whose requests are framed like the attacks; their "
-                         "answers are the chosen side")  # fmt: skip
+    benign: str = option("", "benign SFT records (sft schema): requests framed like the attacks, answers chosen")
     capability: str = option("", "capability set (rl schema, e.g. arithmetic) evaluated every round; empty: none")
     capability_limit: int = option(60, "first N capability items evaluated")
     constitution: str = option("", "constitution YAML (refusals, harm categories); empty: posttrain's default")
@@ -214,8 +221,15 @@ def round_spec(run: Run, inputs: Inputs, evaluation: AttackEval, items, capabili
     """The red-team round (attack, judge, pair, train, evaluate), and what it attacks with."""
     c = run.config
     guard, judge = load_guard(Path(c.guard)) if c.guard else None, JUDGES[c.judge](c)
-    plan = RoundPlan(c.families, c.heldout_families, c.attacks_per_round, c.mutations_per_round,
-                     c.benign_per_round, c.max_length, c.seed)  # fmt: skip
+    plan = RoundPlan(
+        c.families,
+        c.heldout_families,
+        c.attacks_per_round,
+        c.mutations_per_round,
+        c.benign_per_round,
+        c.max_length,
+        c.seed,
+    )
     return RoundSpec(
         data_name="pairs",
         samples_per_prompt=c.samples_per_prompt,
@@ -238,10 +252,15 @@ def run(config: RedteamConfig) -> Path:
             f"capability: {config.capability} must hold math tasks (verifier 'math'), scored by the math reward"
         )
     evaluation = AttackEval(
-        config.families, config.heldout_families, tuple(inputs.eval_seeds),
-        lambda request: harm_category(inputs.constitution, request),
-        config.adaptive_tries, config.eval_max_new_tokens, config.seed, config.progress,
-    )  # fmt: skip
+        families=config.families,
+        heldout_families=config.heldout_families,
+        eval_seeds=tuple(inputs.eval_seeds),
+        categorise=lambda request: harm_category(inputs.constitution, request),
+        adaptive_tries=config.adaptive_tries,
+        max_new_tokens=config.eval_max_new_tokens,
+        seed=config.seed,
+        progress=config.progress,
+    )
     jailbreaks = load_records(independent_sets()["jailbreak_heldout"], "rl").records[: config.heldout_jailbreaks]
     items = eval_items(
         evaluation, [t.prompt for t in jailbreaks], load_independent_benign()[: config.over_refusal_items]
