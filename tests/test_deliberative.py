@@ -211,3 +211,12 @@ def test_a_split_keeps_the_twins_of_evaluation_requests_out_of_training():
     assert len(held) == 2 and not set(held) & set(train) and dropped >= 2
     assert all(not any(h.split(": ")[-1] in t or t.split(": ")[-1] in h for h in held) for t in train)
     assert split_apart(requests, 2, "salt") == (train, held, dropped)  # stable
+
+
+def test_benign_records_can_be_drawn_to_balance_the_harmful_ones(inputs, tmp_path):
+    out = run(DeliberativeConfig(harmful=str(inputs["harmful"]), benign=str(inputs["benign"]), eval_share=0.0,
+                                 benign_per_harmful=0.25, output=str(tmp_path / "d")))  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    drawn = 4 - manifest["benign_not_drawn"]
+    harmful = manifest["traces"] - drawn
+    assert drawn == round(0.25 * harmful) and 0 < drawn < 4

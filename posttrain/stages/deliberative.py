@@ -33,7 +33,7 @@ from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
 from posttrain.rewards.spec import judge_trace, parse_trace
 from posttrain.safety.constitution import load_constitution
 from posttrain.safety.deliberative import expected_section, teacher_system, templated_trace
-from posttrain.safety.requests import benign_answers, harmful_requests, split_apart
+from posttrain.safety.requests import benign_answers, harmful_requests, split_apart, stable_order
 from posttrain.train.config import option, save_config
 from posttrain.train.manifest import write_manifest
 from posttrain.types import Message
@@ -49,6 +49,7 @@ class DeliberativeConfig:
     teacher_model: str = option("", "lm-local: model spec; lm-openai: served model name")
     teacher_base_url: str = option("", "lm-openai: base URL such as http://127.0.0.1:8000/v1")
     teacher_max_new_tokens: int = option(256, "self / lm-local: trace length cap")
+    benign_per_harmful: float = option(0.0, "most benign records per harmful request (a stable draw); 0: all")
     eval_share: float = option(0.2, "share of requests kept out of training, for evaluation (rl_eval.jsonl)")
     output: str = option("runs/deliberative", "directory the files are written to")
     seed: int = option(0, "seed of the train / eval split")
@@ -113,6 +114,11 @@ def run(config: DeliberativeConfig) -> Path:
     constitution = load_constitution(config.constitution or None)
     harmful, counts = harmful_requests(config.harmful)
     benign, benign_counts = benign_answers(config.benign)
+    if config.benign_per_harmful > 0:
+        cap = round(config.benign_per_harmful * len(harmful))
+        drawn = set(stable_order([r for r, _ in benign], f"{config.seed}:benign")[:cap])
+        benign_counts["benign_not_drawn"] = len(benign) - len(drawn)
+        benign = [(r, a) for r, a in benign if r in drawn]
     items = [Item(r, True) for r in harmful] + [Item(r, False, a) for r, a in benign]
     requests = list(dict.fromkeys(i.request for i in items))
     trained, held_out, twins = split_apart(requests, round(len(requests) * config.eval_share), f"{config.seed}:delib")
