@@ -155,7 +155,7 @@ def test_a_teacher_over_http_is_judged_and_bad_traces_are_dropped(inputs, tmp_pa
     out = run(DeliberativeConfig(harmful=str(inputs["harmful"]), benign=str(inputs["benign"]), eval_share=0.0,
                                  teacher="lm-openai", teacher_base_url=url, teacher_model="t",
                                  output=str(tmp_path / "d")))  # fmt: skip
-    assert seen and all(s.startswith("You follow this safety spec") and "§1 (weapons)" in s for s in seen)
+    assert seen and all(s.startswith("You follow this safety spec") and "(weapons): Do not help" in s for s in seen)
     traces = {r["request"]: r for r in rows(out / "traces.jsonl")}
     zombie = next(r for q, r in traces.items() if "zombie" in q)
     egg = next(r for q, r in traces.items() if "egg" in q)
