@@ -49,7 +49,7 @@ from posttrain.rollout import SamplingParams
 from posttrain.rounds import RoundContext, RoundSpec, run_rounds
 from posttrain.safety.attacks import HELDOUT_FAMILIES, check_families, harm_category
 from posttrain.safety.constitution import Constitution, load_constitution
-from posttrain.safety.guard import load_guard
+from posttrain.safety.guard import Guard, load_guard
 from posttrain.safety.redteam_round import RoundPlan, build_pairs, round_tasks
 from posttrain.safety.requests import benign_answers, harmful_requests, split_apart
 from posttrain.stages.preference import PAIRWISE, train_on
@@ -217,10 +217,12 @@ def check(config: RedteamConfig) -> None:
         raise FileExistsError(f"{config.output} already holds red-team rounds: pass resume=true, or another output")
 
 
-def round_spec(run: Run, inputs: Inputs, evaluation: AttackEval, items, capability) -> tuple[RoundSpec, RoundPlan]:
+def round_spec(
+    run: Run, inputs: Inputs, evaluation: AttackEval, items, capability, guard: Guard | None
+) -> tuple[RoundSpec, RoundPlan]:
     """The red-team round (attack, judge, pair, train, evaluate), and what it attacks with."""
     c = run.config
-    guard, judge = load_guard(Path(c.guard)) if c.guard else None, JUDGES[c.judge](c)
+    judge = JUDGES[c.judge](c)
     plan = RoundPlan(
         c.families,
         c.heldout_families,
@@ -265,8 +267,7 @@ def run(config: RedteamConfig) -> Path:
     items = eval_items(
         evaluation, [t.prompt for t in jailbreaks], load_independent_benign()[: config.over_refusal_items]
     )
-    if config.guard:
-        load_guard(Path(config.guard))  # a directory that is not a guard fails before anything is written
+    guard = load_guard(Path(config.guard)) if config.guard else None  # not a guard: fails before anything is written
     hashed = {"seeds": config.seeds, "benign": config.benign, "capability": config.capability}
     if config.guard:
         hashed["guard"] = str(Path(config.guard) / "probe.safetensors")
@@ -275,7 +276,7 @@ def run(config: RedteamConfig) -> Path:
     atomic_write_json(run.dir / "eval_attacks.json", {s: [a.as_dict() for a in v] for s, v in items.items()})
     if not (run.dir / "round_0" / "eval.json").is_file():
         evaluate_round(evaluation, items, capability, run.dir / "round_0", *load_policy(config.model))
-    spec, plan = round_spec(run, inputs, evaluation, items, capability)
+    spec, plan = round_spec(run, inputs, evaluation, items, capability, guard)
 
     def tasks(ctx: RoundContext):
         attacker = ATTACKERS[config.attacker](config, ctx)
