@@ -46,7 +46,7 @@ def test_default_requests_come_from_the_constitution_and_the_mix_without_harmben
 
 def test_guard_trains_calibrates_and_measures_both_sources_and_the_cascade(tmp_path):
     config = GuardConfig(
-        model="tiny-random-llama", output=str(tmp_path / "g"), max_requests=12, fpr=0.1, cv_folds=3, progress=False
+        model="tiny-random-llama", output=str(tmp_path / "g"), max_requests=16, fpr=0.1, cv_folds=3, progress=False
     )
     guard_dir = run(config)
     report = json.loads((tmp_path / "g" / "guard_eval.json").read_text())

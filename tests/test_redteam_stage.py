@@ -239,9 +239,9 @@ def test_sigkill_in_the_second_round_then_resume_reproduces_the_uninterrupted_ru
     def cli(out: Path, *extra: str) -> list[str]:
         return [sys.executable, "-m", "posttrain", "redteam", "--model", "tiny-random-llama",
                 "--seeds", str(inputs["seeds"]), "--benign", str(inputs["benign"]), "--output", str(out),
-                "rounds=2", "eval_seeds=3", "attacks_per_round=8", "mutations_per_round=3", "benign_per_round=4",
-                "adaptive_tries=2", "heldout_jailbreaks=3", "over_refusal_items=4", "max_new_tokens=12",
-                "eval_max_new_tokens=8", "max_steps=4", "save_every=1", "lr=1e-3", "precision=fp32",
+                "rounds=2", "eval_seeds=2", "attacks_per_round=4", "mutations_per_round=2", "benign_per_round=2",
+                "adaptive_tries=1", "heldout_jailbreaks=1", "over_refusal_items=2", "max_new_tokens=8",
+                "eval_max_new_tokens=4", "max_steps=3", "save_every=1", "lr=1e-3", "precision=fp32",
                 "progress=false", "max_length=1024", "plateau_points=-1000", *extra]  # fmt: skip
 
     def outcome(out: Path):
