@@ -187,6 +187,40 @@ def _task_verifier_judge(settings: JudgeSettings) -> Judge:
     return VerifierJudge(ByTaskVerifier())
 
 
+@dataclass(frozen=True)
+class ChatLMSpec:
+    """Which chat model a stage asks (a critic, an attacker, a teacher, a judge), and how."""
+
+    kind: str  # a key of CHAT_LMS
+    model: str = ""  # lm-local: model spec; lm-openai: served model name
+    base_url: str = ""  # lm-openai
+    max_new_tokens: int = 256  # self / lm-local
+    timeout_s: float = 30.0  # lm-openai
+    retries: int = 2  # lm-openai
+    progress: str = ""  # self / lm-local: a progress-bar label; empty: none
+
+
+def _local_chat_lm(spec: ChatLMSpec, policy) -> ChatLM:
+    from posttrain.models import load_policy
+
+    return HFChatLM(*load_policy(spec.model), spec.max_new_tokens, spec.progress)
+
+
+# kind -> (spec, the policy as (model, tokenizer), for "self") -> the chat model
+CHAT_LMS: dict[str, Callable[[ChatLMSpec, tuple | None], ChatLM]] = {
+    "self": lambda spec, policy: HFChatLM(*policy, spec.max_new_tokens, spec.progress),  # the policy itself
+    "lm-local": _local_chat_lm,  # a local HF model, loaded
+    "lm-openai": lambda spec, policy: OpenAICompatibleLM(
+        spec.base_url, spec.model, timeout_s=spec.timeout_s, retries=spec.retries
+    ),
+}
+
+
+def chat_lm(spec: ChatLMSpec, policy: tuple | None = None) -> ChatLM:
+    """The chat model `spec` names; "self" answers with `policy`."""
+    return CHAT_LMS[spec.kind](spec, policy)
+
+
 def _local_lm_judge(settings: JudgeSettings) -> Judge:
     from posttrain.models import load_policy
 

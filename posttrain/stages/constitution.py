@@ -36,9 +36,9 @@ import torch
 from posttrain.data import load_records
 from posttrain.data.heldout import drop_heldout_near_duplicates
 from posttrain.io import atomic_directory
-from posttrain.models import LoraSpec, load_policy
+from posttrain.models import LoraSpec
 from posttrain.render import render_messages, render_prompt
-from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
+from posttrain.rewards.judge import CHAT_LMS, ChatLMSpec, chat_lm
 from posttrain.rewards.refusal import EXPECTATIONS, expectation_scorer, is_refusal
 from posttrain.rollout import SamplingParams, greedy_texts
 from posttrain.rollout.engine import make_sampler
@@ -108,26 +108,17 @@ def load_prompts(config: ConstitutionConfig) -> tuple[list[RLTask], int]:
     return [tasks[i] for i in kept], dropped
 
 
-def _self_critic(config: ConstitutionConfig, ctx: RoundContext) -> ChatLM:
-    return HFChatLM(ctx.model, ctx.tokenizer, config.critic_max_new_tokens, "critic" if config.progress else "")
-
-
-def _local_critic(config: ConstitutionConfig, ctx: RoundContext) -> ChatLM:
-    progress = "critic" if config.progress else ""
-    return HFChatLM(*load_policy(config.critic_model), config.critic_max_new_tokens, progress)
-
-
-def _endpoint_critic(config: ConstitutionConfig, ctx: RoundContext) -> ChatLM:
-    return OpenAICompatibleLM(
-        config.critic_base_url, config.critic_model, timeout_s=config.critic_timeout_s, retries=config.critic_retries
+def critic_spec(config: ConstitutionConfig) -> ChatLMSpec:
+    """The critic the config names (`posttrain.rewards.judge.CHAT_LMS`)."""
+    return ChatLMSpec(
+        config.critic,
+        config.critic_model,
+        config.critic_base_url,
+        config.critic_max_new_tokens,
+        config.critic_timeout_s,
+        config.critic_retries,
+        "critic" if config.progress else "",
     )
-
-
-CRITICS = {
-    "self": _self_critic,  # the policy as it starts the round
-    "lm-local": _local_critic,  # a local HF model (critic_model)
-    "lm-openai": _endpoint_critic,  # an OpenAI-compatible endpoint (critic_base_url, critic_model)
-}
 
 
 def revise(
@@ -141,7 +132,9 @@ def revise(
     """Critique and revise every sample (principles drawn per round and item); the SFT records, with replay and
     recovery examples, train the round."""
     reviser = Reviser(
-        CRITICS[run.config.critic](run.config, ctx), constitution, seed=run.config.seed * 7919 + ctx.index
+        chat_lm(critic_spec(run.config), (ctx.model, ctx.tokenizer)),
+        constitution,
+        seed=run.config.seed * 7919 + ctx.index,
     )
     items = [(g.task.prompt[-1].content, r.text) for g in groups for r in g.rollouts]
     labels = [EXPECTATIONS[g.task.verifier] for g in groups for _ in g.rollouts]
@@ -242,8 +235,8 @@ def run(config: ConstitutionConfig) -> Path:
     """Critique-and-revision rounds from `config.model`; returns the last round's model, copied to `final/`."""
     if not config.prompts:
         raise ValueError("constitution needs prompts: --prompts FILE (rl schema, verifier refusal or compliance)")
-    if config.critic not in CRITICS:
-        raise ValueError(f"unknown critic {config.critic!r}; choose one of {', '.join(CRITICS)}")
+    if config.critic not in CHAT_LMS:
+        raise ValueError(f"unknown critic {config.critic!r}; choose one of {', '.join(CHAT_LMS)}")
     load_constitution(config.constitution or None)  # a bad constitution or guard fails before anything is written
     guard = load_guard(Path(config.guard)) if config.guard else None
     tasks, dropped = load_prompts(config)

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.io import atomic_write_text
-from posttrain.models import load_policy
-from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
+from posttrain.rewards.judge import CHAT_LMS, ChatLM, ChatLMSpec, chat_lm
 from posttrain.rewards.spec import judge_trace, parse_trace
 from posttrain.safety.constitution import load_constitution
 from posttrain.safety.deliberative import expected_section, teacher_system, templated_trace
@@ -65,24 +64,21 @@ class Item:
     answer: str = ""
 
 
-def _model_teacher(config: DeliberativeConfig, spec: str) -> ChatLM:
+TEACHERS = ("template", *CHAT_LMS)  # template: no model (templated_trace); self: `model`, loaded
+
+
+def teacher_lm(config: DeliberativeConfig) -> ChatLM:
+    """The model teacher the config names; "self" is `model`."""
+    kind, model = ("lm-local", config.model) if config.teacher == "self" else (config.teacher, config.teacher_model)
     progress = "teacher" if config.progress else ""
-    return HFChatLM(*load_policy(spec), config.teacher_max_new_tokens, progress)
-
-
-TEACHERS = {
-    "template": None,  # no model: templated_trace
-    "self": lambda config: _model_teacher(config, config.model),
-    "lm-local": lambda config: _model_teacher(config, config.teacher_model),
-    "lm-openai": lambda config: OpenAICompatibleLM(config.teacher_base_url, config.teacher_model),
-}
+    return chat_lm(ChatLMSpec(kind, model, config.teacher_base_url, config.teacher_max_new_tokens, progress=progress))
 
 
 def write_traces(config: DeliberativeConfig, constitution, items: list[Item]) -> list[str]:
     """The teacher's trace for every item."""
-    if TEACHERS[config.teacher] is None:
+    if config.teacher == "template":
         return [templated_trace(constitution, i.request, i.should_refuse, i.answer) for i in items]
-    teacher = TEACHERS[config.teacher](config)
+    teacher = teacher_lm(config)
     system = Message("system", teacher_system(constitution))
     asks = [[system, Message("user", i.request)] for i in items]
     complete_many = getattr(teacher, "complete_many", None)

@@ -43,7 +43,7 @@ from posttrain.eval.redteam import AttackEval, eval_items, evaluate_round, heldo
 from posttrain.eval.suites import independent_sets
 from posttrain.io import atomic_directory, atomic_write_json
 from posttrain.models import LoraSpec, load_policy
-from posttrain.rewards.judge import ChatLM, HFChatLM, OpenAICompatibleLM
+from posttrain.rewards.judge import CHAT_LMS, ChatLM, ChatLMSpec, chat_lm
 from posttrain.rewards.refusal import expectation_scorer
 from posttrain.rollout import SamplingParams
 from posttrain.rounds import RoundContext, RoundSpec, run_rounds
@@ -163,32 +163,29 @@ def load_inputs(config: RedteamConfig) -> Inputs:
 # --- the stage ---------------------------------------------------------------------------------------------------
 
 
-def _self_attacker(config: RedteamConfig, ctx: RoundContext) -> ChatLM:
-    return HFChatLM(ctx.model, ctx.tokenizer, config.attacker_max_new_tokens, "attacker" if config.progress else "")
+ATTACKERS = ("compose", *CHAT_LMS)  # compose: no model, another family's frame around the elite
+JUDGES = ("keyword", "lm-local", "lm-openai")  # keyword: the refusal judge alone
 
 
-def _local_attacker(config: RedteamConfig, ctx: RoundContext) -> ChatLM:
+def attacker_spec(config: RedteamConfig) -> ChatLMSpec:
+    """The attacker model the config names ("self": the policy as it starts each round)."""
     progress = "attacker" if config.progress else ""
-    return HFChatLM(*load_policy(config.attacker_model), config.attacker_max_new_tokens, progress)
+    kind, model, url, cap = (
+        config.attacker,
+        config.attacker_model,
+        config.attacker_base_url,
+        config.attacker_max_new_tokens,
+    )
+    return ChatLMSpec(kind, model, url, cap, progress=progress)
 
 
-def _endpoint_attacker(config: RedteamConfig, ctx: RoundContext) -> ChatLM:
-    return OpenAICompatibleLM(config.attacker_base_url, config.attacker_model)
-
-
-ATTACKERS = {
-    "compose": lambda config, ctx: None,  # no model: another family's frame around the elite
-    "self": _self_attacker,  # the policy as it starts the round
-    "lm-local": _local_attacker,  # a local HF model (attacker_model)
-    "lm-openai": _endpoint_attacker,  # an OpenAI-compatible endpoint (attacker_base_url, attacker_model)
-}
-
-
-JUDGES = {
-    "keyword": lambda config: None,  # the keyword refusal judge alone
-    "lm-local": lambda config: HFChatLM(*load_policy(config.judge_model), 8, "judge" if config.progress else ""),
-    "lm-openai": lambda config: OpenAICompatibleLM(config.judge_base_url, config.judge_model),
-}
+def judge_lm(config: RedteamConfig) -> ChatLM | None:
+    """The LM judge that confirms harm, or None for the keyword judge alone (8 tokens: a yes or a no)."""
+    if config.judge not in CHAT_LMS:  # keyword
+        return None
+    progress = "judge" if config.progress else ""
+    spec = ChatLMSpec(config.judge, config.judge_model, config.judge_base_url, 8, progress=progress)
+    return chat_lm(spec)
 
 
 def check(config: RedteamConfig) -> None:
@@ -222,7 +219,7 @@ def round_spec(
 ) -> tuple[RoundSpec, RoundPlan]:
     """The red-team round (attack, judge, pair, train, evaluate), and what it attacks with."""
     c = run.config
-    judge = JUDGES[c.judge](c)
+    judge = judge_lm(c)
     plan = RoundPlan(
         c.families,
         c.heldout_families,
@@ -278,8 +275,11 @@ def run(config: RedteamConfig) -> Path:
         evaluate_round(evaluation, items, capability, run.dir / "round_0", *load_policy(config.model))
     spec, plan = round_spec(run, inputs, evaluation, items, capability, guard)
 
+    fixed_attacker = chat_lm(attacker_spec(config)) if config.attacker in ("lm-local", "lm-openai") else None
+
     def tasks(ctx: RoundContext):
-        attacker = ATTACKERS[config.attacker](config, ctx)
+        policy = chat_lm(attacker_spec(config), (ctx.model, ctx.tokenizer)) if config.attacker == "self" else None
+        attacker = policy or fixed_attacker  # loaded once, except the policy itself
         return round_tasks(plan, inputs.train_seeds, inputs.benign, inputs.constitution, attacker, ctx)
 
     def load(start: str, index: int):
