@@ -158,7 +158,7 @@ def test_prompt_lengths_and_verifier_prerequisites_are_checked_before_training(t
         run(_config(tasks, tmp_path / "long", max_prompt_length=4))
     assert not (tmp_path / "long" / "metrics.jsonl").exists()
     code = tmp_path / "code.jsonl"
-    row = {"prompt": "Write f() returning 1.", "verifier": "code", "tests": "assert f() == 1"}
+    row = {"prompt": "Write f() returning 1.", "verifier": "code", "tests": "assert f() == 1", "entry_point": "f"}
     code.write_text("".join(json.dumps(row) + "\n" for _ in range(4)))
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap here
     with pytest.raises(MissingPrerequisite, match="verifier 'code' needs bubblewrap"):
