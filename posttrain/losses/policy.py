@@ -1,10 +1,11 @@
-"""PPO-clip policy losses for RL with verifiable rewards: GRPO, Dr.GRPO, DAPO and GSPO.
+"""PPO-clip policy losses for RL with verifiable rewards: GRPO, Dr.GRPO, DAPO, GSPO and PPO with a critic.
 
-All four minimise one clipped surrogate (PPO, Schulman et al. 2017, eq. 7), per completion token,
+All five minimise one clipped surrogate (PPO, Schulman et al. 2017, eq. 7), per completion token,
 
     ℓ = -min(r·A, clip(r, 1 - ε_low, 1 + ε_high)·A),
 
-with A the completion's advantage (`posttrain.advantages`), and differ on two axes, both explicit in `policy_loss`:
+with A the completion's advantage (`posttrain.advantages`) or, for PPO, each token's own GAE advantage
+(`posttrain.losses.value.gae`), and differ on two axes, both explicit in `policy_loss`:
 - `ratio_level`: the importance ratio is per token, r_t = π(y_t)/π_old(y_t), or per sequence (GSPO eq. 7),
   s = exp(mean over the sequence's tokens of log r_t), clipped once and broadcast to every token of the sequence;
 - `reduction` (from `posttrain.losses.reduce`) turns the (B, T) per-token terms into one number: GRPO eq. 3 averages
@@ -13,7 +14,8 @@ with A the completion's advantage (`posttrain.advantages`), and differ on two ax
 
 Inputs are per-token, shape (B, T): `logprobs_B_T` of the policy being trained, `old_logprobs_B_T` of the policy
 that sampled the rollout (held fixed across the caller's μ inner epochs), `mask_B_T` on completion tokens; and
-`advantages_B`, one per sequence. Padded positions may hold anything, even -inf: they are masked before any exp.
+`advantages_B`, one per sequence, or per token, shape (B, T) (PPO). Padded positions may hold anything, even -inf:
+they are masked before any exp.
 
 Optional KL to a reference (GRPO eq. 4, the k3 estimator) is added per token before the reduction, as in TRL:
 kl_t = exp(ref_t - π_t) - (ref_t - π_t) - 1 ≥ 0, zero when the two agree. β defaults to 0, as in Dr.GRPO, DAPO and
@@ -40,13 +42,20 @@ from posttrain.losses.reduce import masked_token_mean, sequence_mean_of_token_me
 Reduction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (values_B_T, mask_B_T) -> scalar
 
 
-def _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T) -> None:
-    """Raise unless the per-token tensors share one (B, T) shape and there is one advantage per sequence."""
+def _check_shapes(
+    logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T, per_token_advantages
+) -> None:
+    """Raise unless the per-token tensors share one (B, T) shape and there is one advantage per sequence (per token
+    with `per_token_advantages`)."""
     per_token = [logprobs_B_T, old_logprobs_B_T, mask_B_T] + ([] if ref_logprobs_B_T is None else [ref_logprobs_B_T])
     shapes = {tuple(x.shape) for x in per_token}
     if len(shapes) != 1 or logprobs_B_T.dim() != 2:
         raise ValueError(f"expected per-token tensors of one shape (B, T), got shapes {sorted(shapes)}")
-    if tuple(advantages_B.shape) != (logprobs_B_T.shape[0],):
+    if per_token_advantages and tuple(advantages_B.shape) != tuple(logprobs_B_T.shape):
+        raise ValueError(
+            f"expected one advantage per token, shape {tuple(logprobs_B_T.shape)}, got {advantages_B.shape}"
+        )
+    if not per_token_advantages and tuple(advantages_B.shape) != (logprobs_B_T.shape[0],):
         raise ValueError(
             f"expected one advantage per sequence, shape ({logprobs_B_T.shape[0]},), got {advantages_B.shape}"
         )
@@ -75,7 +84,8 @@ def clipped_surrogate(
     """Per-token PPO-clip terms -min(rA, clip(r)A), shape (B, T), plus the ratio and the advantage used.
 
     The ratio is (B, T) at token level and (B, 1) at sequence level (GSPO eq. 7: exp of the mean token log-ratio),
-    where one clipped term per sequence is broadcast to its tokens. The advantage comes back as (B, 1).
+    where one clipped term per sequence is broadcast to its tokens. The advantage comes back as (B, 1), or as
+    (B, T) when one was given per token.
     """
     log_ratio_B_T = _masked_difference(logprobs_B_T, old_logprobs_B_T, mask_B_T)
     if ratio_level == "token":
@@ -85,7 +95,7 @@ def clipped_surrogate(
     else:
         raise ValueError(f"ratio_level must be 'token' or 'sequence', got {ratio_level!r}")
     ratio = torch.exp(log_ratio)
-    advantages_B_1 = _wide(advantages_B).unsqueeze(1)
+    advantages_B_1 = _wide(advantages_B) if advantages_B.dim() == 2 else _wide(advantages_B).unsqueeze(1)
     clipped_ratio = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
     terms = -torch.min(ratio * advantages_B_1, clipped_ratio * advantages_B_1)
     return terms.expand_as(log_ratio_B_T), ratio, advantages_B_1
@@ -115,9 +125,12 @@ def policy_loss(
     ratio_level: Literal["token", "sequence"] = "token",
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
+    per_token_advantages: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO-clip surrogate plus kl_beta · k3 KL per token, reduced by `reduction`; see the module docstring."""
-    _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T)
+    """PPO-clip surrogate plus kl_beta · k3 KL per token, reduced by `reduction`; see the module docstring.
+
+    `advantages_B` is (B,), one per sequence, or with `per_token_advantages` (B, T), one per token (PPO)."""
+    _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T, per_token_advantages)
     if kl_beta != 0.0 and ref_logprobs_B_T is None:
         raise ValueError("kl_beta != 0 needs ref_logprobs_B_T")
     terms_B_T, ratio, advantages_B_1 = clipped_surrogate(
@@ -268,6 +281,38 @@ def gspo_loss(
     )
 
 
+def ppo_loss(
+    logprobs_B_T: torch.Tensor,
+    old_logprobs_B_T: torch.Tensor,
+    advantages_B_T: torch.Tensor,
+    mask_B_T: torch.Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    num_tokens: float | None = None,
+    ref_logprobs_B_T: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO (Schulman et al. 2017, eq. 7) as TRL's `PPOTrainer`: per-token advantages (GAE from a critic, whitened),
+    token ratios, symmetric clip 0.2, sum over tokens / `num_tokens` (TRL: `masked_mean` over a micro-batch's tokens).
+
+    The critic's value loss is separate (`posttrain.losses.value.clipped_value_loss`); a KL to the reference goes
+    into PPO's per-token reward rather than here, so `kl_beta` is normally 0 (kept for the common signature).
+    """
+    return policy_loss(
+        logprobs_B_T,
+        old_logprobs_B_T,
+        advantages_B_T,
+        mask_B_T,
+        reduction=functools.partial(masked_token_mean, normalizer=num_tokens),
+        eps_low=eps_low,
+        eps_high=eps_high,
+        ref_logprobs_B_T=ref_logprobs_B_T,
+        kl_beta=kl_beta,
+        per_token_advantages=True,
+    )
+
+
 @dataclass(frozen=True)
 class PolicyLoss:
     """A policy-loss variant: the tested pure loss, its clip range, its default advantage, how a step is split."""
@@ -286,4 +331,6 @@ POLICY_LOSSES = {
     ),
     "dapo": PolicyLoss(dapo_loss, (0.2, 0.28), "group", lambda n, t, m: {"num_tokens": t}, False),
     "gspo": PolicyLoss(gspo_loss, (3e-4, 4e-4), "group", lambda n, t, m: {}, True),
+    # PPO's advantages come per token from its critic (`posttrain.train.ppo_update`), never from ADVANTAGES.
+    "ppo": PolicyLoss(ppo_loss, (0.2, 0.2), "gae", lambda n, t, m: {"num_tokens": t}, False),
 }

@@ -8,15 +8,28 @@ import math
 import torch
 
 
-def build_optimizer(
-    model: torch.nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95)
-) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; biases and norm weights (1-D tensors) get no weight decay."""
+def parameter_groups(model: torch.nn.Module, weight_decay: float, **options) -> list[dict]:
+    """AdamW groups of the trainable parameters: matrices decayed, biases and norm weights (1-D tensors) not;
+    `options` (an own `lr`, say) go into both groups."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = next(iter(params)).device.type == "cuda"
+    return [
+        {"params": decay, "weight_decay": weight_decay, **options},
+        {"params": no_decay, "weight_decay": 0.0, **options},
+    ]
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.95),
+    groups: list[dict] | None = None,
+) -> torch.optim.AdamW:
+    """AdamW over `groups` (default: `parameter_groups(model, weight_decay)`); groups without an own lr get `lr`."""
+    groups = parameter_groups(model, weight_decay) if groups is None else groups
+    fused = next(p for g in groups for p in g["params"]).device.type == "cuda"
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 

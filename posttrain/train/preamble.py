@@ -56,10 +56,11 @@ class Run:
             spec or self.config.model, self.device, seed, lora_spec(self.config), self.config.gradient_checkpointing
         )
 
-    def optimization(self, model, total_steps: int):
-        """AdamW and its warmup-cosine schedule over `total_steps`, from the config's keys."""
+    def optimization(self, model, total_steps: int, groups: list[dict] | None = None):
+        """AdamW (over `groups` if given: parameters with their own lr) and its warmup-cosine schedule over
+        `total_steps`, from the config's keys."""
         c = self.config
-        return build_optimization(model, c.lr, c.weight_decay, c.warmup_ratio, total_steps, c.min_lr_ratio)
+        return build_optimization(model, c.lr, c.weight_decay, c.warmup_ratio, total_steps, c.min_lr_ratio, groups)
 
     def settings(self, total_steps: int, desc: str, grad_accum: int = 1, eval_every: int = 0) -> LoopSettings:
         """The shared loop's settings for `total_steps` optimizer steps."""
@@ -95,8 +96,10 @@ def accumulate_and_step(
     scheduler,
     micro_batches: Sequence,
     micro_loss: MicroLoss,
+    parts: dict[str, torch.nn.Module] | None = None,
 ) -> dict[str, float]:
-    """Backward through each micro-batch's loss, then one clipped optimizer step.
+    """Backward through each micro-batch's loss, then one clipped optimizer step (`parts` clipped apart, see
+    `clip_and_step`).
 
     `micro_loss(batch)` runs under the run's autocast on a batch already on the device, and returns its loss,
     already scaled for the whole step (so the gradients add up to the step's loss), and metrics that are summed
@@ -109,4 +112,4 @@ def accumulate_and_step(
         loss.backward()
         for key, value in metrics.items():
             totals[key] += value
-    return dict(totals) | clip_and_step(model, optimizer, scheduler, run.config.grad_clip)
+    return dict(totals) | clip_and_step(model, optimizer, scheduler, run.config.grad_clip, parts)

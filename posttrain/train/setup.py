@@ -31,20 +31,37 @@ def build_policy(
 
 
 def build_optimization(
-    model, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int, min_lr_ratio: float
+    model,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    total_steps: int,
+    min_lr_ratio: float,
+    groups: list[dict] | None = None,
 ):
-    """AdamW and its warmup-cosine schedule over `total_steps`."""
-    optimizer = build_optimizer(model, lr, weight_decay)
+    """AdamW (over `groups` if given, see `build_optimizer`) and its warmup-cosine schedule over `total_steps`."""
+    optimizer = build_optimizer(model, lr, weight_decay, groups=groups)
     scheduler = build_scheduler(optimizer, round(warmup_ratio * total_steps), total_steps, min_lr_ratio)
     return optimizer, scheduler
 
 
-def clip_and_step(model, optimizer, scheduler, grad_clip: float) -> dict[str, float]:
-    """Clip the gradient norm, step the optimizer and the schedule, clear gradients; returns lr and grad norm."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+def clip_and_step(
+    model, optimizer, scheduler, grad_clip: float, parts: dict[str, torch.nn.Module] | None = None
+) -> dict[str, float]:
+    """Clip the gradient norm, step the optimizer and the schedule, clear gradients; returns lr and grad norm.
+
+    `parts` (metric prefix -> module, default the whole model as one) are clipped apart, each logging
+    `<prefix>grad_norm`: a policy and its critic, so that the critic's large early gradients never shrink the
+    policy's step.
+    """
+    norms = {}
+    for prefix, part in (parts or {"": model}).items():
+        params = [p for p in part.parameters() if p.requires_grad]
+        norms[f"{prefix}grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+        )
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"lr": lr, "grad_norm": float(grad_norm)}
+    return {"lr": lr, **norms}
