@@ -26,9 +26,10 @@ Not equal, by design of each side (this is what is being compared):
   model (under the trainer's bf16 autocast) and, with one update per generation, uses the detached log-probs
   of the training forward instead. posttrain re-snapshots the weights each step (`sampler.sync`), which counts in
   its step time;
-- the update: posttrain packs prompt + completion rows (rows of 256 tokens, 8 per micro-batch, block-diagonal
-  attention); TRL runs one padded forward over all the batch's rows and scores the completion tokens with
-  transformers' fused LM head (`fused_lm_head=True`: log-probs and entropy without a full logits tensor);
+- the update: posttrain packs each group's prompt once with its completions attending to it (rows of 256 tokens,
+  8 per micro-batch, a group longer than a row split with the prompt repeated); TRL runs one padded forward over
+  all the batch's rows and scores the completion tokens with transformers' fused LM head (`fused_lm_head=True`:
+  log-probs and entropy without a full logits tensor);
 - the sampling streams: both are seeded, by different generators, so the completions (and so the rewards and
   lengths) differ; mean reward is a check that both do the same task, not a score to compare closely.
 

@@ -1,13 +1,17 @@
 """The one bridge from a model and a packed batch to per-token log-probs; every loss starts from here.
 
 Convention: `logprobs_B_T[b, t]` is log p(input_ids[b, t] | the tokens before it in the same sequence), read from
-the logits at t - 1. Slots with no predecessor in their sequence (its first token, padding) hold 0 and are never
-targets: `target_mask` is the loss mask restricted to slots that have one.
+the logits at the slot `batch.prev_slot[b, t]` holds. In an ordinary packed row that is t - 1; for the first token
+after a shared prefix (`posttrain.packing.pack_shared_prefix`) it is the prefix's last slot, further left in the
+row. Slots with no predecessor in their sequence (its first token, padding) hold 0 and are never targets:
+`target_mask` is the loss mask restricted to slots that have one. Shared prefix slots are never targets either, so
+every target belongs to exactly one sequence and `per_sequence_sum`/`per_sequence_tokens` work on either layout.
 
 Speed: for architectures whose logits are the plain output projection of the last hidden state, the projection
 and the softmax run on the target positions only. Prompts and padding then cost no vocabulary-sized work, which
 on SmolLM2 (49k vocabulary) cut an SFT step's forward and backward by about 30%. Other architectures, whose
-logits are scaled or soft-capped after the projection, take the full forward.
+logits are scaled or soft-capped after the projection, take the full forward and pick the predecessor slots'
+logits from it.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from posttrain.packing import PackedBatch, attention_mask_4d
 def forward_logits(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
     """(B, T, V) logits for a packed batch, with per-sequence positions and a block-causal mask."""
     config = model.config
-    mask = attention_mask_4d(batch.seq_ids, config._attn_implementation, model.dtype)
+    mask = attention_mask_4d(batch, config._attn_implementation, model.dtype)
     out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False)
     return out.logits
 
 
 def gather_logprobs(logits_B_T_V: torch.Tensor, input_ids_B_T: torch.Tensor) -> torch.Tensor:
-    """(B, T): log-prob of each token from the previous slot's logits; slot 0 gets 0."""
+    """(B, T): log-prob of each token from the previous slot's logits; slot 0 gets 0. The plain rule of one sequence
+    per row or an ordinary packing; a shared prefix layout needs `token_logprobs`, which follows `prev_slot`."""
     logits = logits_B_T_V[:, :-1]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 logits lose too much in softmax
     targets = input_ids_B_T[:, 1:]
@@ -38,7 +43,7 @@ def gather_logprobs(logits_B_T_V: torch.Tensor, input_ids_B_T: torch.Tensor) -> 
 
 def target_mask(batch: PackedBatch) -> torch.Tensor:
     """(B, T) bool: trained tokens that have a predecessor in their own sequence."""
-    return batch.loss_mask & (batch.position_ids > 0) & (batch.seq_ids >= 0)
+    return batch.loss_mask & (batch.prev_slot >= 0) & (batch.seq_ids >= 0)
 
 
 # Model types whose logits are exactly `lm_head(last_hidden_state)`: no scaling or soft-capping afterwards.
@@ -69,22 +74,23 @@ def token_logprobs_and_entropy(
 
 
 def _target_logits(model: torch.nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, cols, logits) of every target slot: the logits predicting it, from the slot before."""
+    """(rows, cols, logits) of every target slot: the logits predicting it, from its predecessor's slot."""
     rows, cols = target_mask(batch).nonzero(as_tuple=True)  # (N,) each
+    prev = batch.prev_slot[rows, cols]  # (N,)
     if model.config.model_type not in PLAIN_HEAD_MODEL_TYPES:
-        return rows, cols, forward_logits(model, batch)[rows, cols - 1]
-    mask = attention_mask_4d(batch.seq_ids, model.config._attn_implementation, model.dtype)
+        return rows, cols, forward_logits(model, batch)[rows, prev]
+    mask = attention_mask_4d(batch, model.config._attn_implementation, model.dtype)
     hidden_B_T_H = model.get_decoder()(
         input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False
     ).last_hidden_state
-    return rows, cols, model.get_output_embeddings()(hidden_B_T_H[rows, cols - 1])
+    return rows, cols, model.get_output_embeddings()(hidden_B_T_H[rows, prev])
 
 
 def per_sequence_sum(values_B_T: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
     """(N,) sums of a per-token quantity over each sequence's targets, in `batch.sequence_indices` order."""
     mask = target_mask(batch)
     order = torch.tensor(batch.sequence_indices, device=batch.seq_ids.device)  # sorted
-    slot_to_seq = torch.searchsorted(order, batch.seq_ids.clamp(min=0))  # (B, T); padding is masked out below
+    slot_to_seq = torch.searchsorted(order, batch.seq_ids.clamp(min=0))  # (B, T); padding, prefixes masked out below
     sums = torch.zeros(len(order), dtype=values_B_T.dtype, device=values_B_T.device)
     return sums.index_add(0, slot_to_seq[mask], values_B_T[mask])
 
@@ -94,7 +100,7 @@ def per_sequence_tokens(values_B_T: torch.Tensor, batch: PackedBatch) -> tuple[t
     `batch.sequence_indices` order, L the most targets of any sequence. Differentiable in `values_B_T`."""
     mask = target_mask(batch)
     order = torch.tensor(batch.sequence_indices, device=batch.seq_ids.device)
-    seq_K = torch.searchsorted(order, batch.seq_ids[mask])  # row-major: a sequence's targets are contiguous, in order
+    seq_K = torch.searchsorted(order, batch.seq_ids[mask])  # row-major: a sequence's targets are in one row, in order
     seq_K, by_seq = seq_K.sort(stable=True)
     counts_N = torch.bincount(seq_K, minlength=len(order))
     offset_K = torch.arange(len(seq_K), device=seq_K.device) - (counts_N.cumsum(0) - counts_N)[seq_K]
