@@ -21,6 +21,8 @@ from transformers import PreTrainedTokenizerBase
 
 from posttrain.types import Message, as_dicts, as_messages
 
+Tools = Sequence[dict] | None  # JSON schemas of callable tools, as `apply_chat_template(tools=...)` takes them
+
 
 class TemplateError(ValueError):
     """The chat template cannot give a reliable loss mask for this conversation."""
@@ -42,11 +44,22 @@ class RenderedSequence:
         return sum(self.loss_mask)
 
 
-def _template(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], generation_prompt: bool) -> str:
+def _template(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], generation_prompt: bool, tools: Tools = None
+) -> str:
     if not messages:
         return ""
-    text = tokenizer.apply_chat_template(as_dicts(messages), tokenize=False, add_generation_prompt=generation_prompt)
-    return text
+    extra = {"tools": list(tools)} if tools else {}
+    return tokenizer.apply_chat_template(
+        as_dicts(messages), tokenize=False, add_generation_prompt=generation_prompt, **extra
+    )
+
+
+def render_text(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message | dict], generation_prompt: bool, tools: Tools = None
+) -> str:
+    """The chat template's text for a conversation (and the tools' JSON schemas, for templates that render them)."""
+    return _template(tokenizer, as_messages(messages), generation_prompt, tools)
 
 
 def _require_prefix(before: str, after: str, what: str) -> None:
@@ -62,13 +75,13 @@ def _require_prefix(before: str, after: str, what: str) -> None:
 
 
 def _trained_spans(
-    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], train_from: int
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], train_from: int, tools: Tools = None
 ) -> tuple[list[tuple[int, int]], str]:
     """Character spans of trained assistant replies, and the render of the whole conversation."""
     spans = []
     previous = ""
     for i, message in enumerate(messages):
-        current = _template(tokenizer, messages[: i + 1], generation_prompt=False)
+        current = _template(tokenizer, messages[: i + 1], False, tools)
         _require_prefix(previous, current, f"message {i} ({message.role})")
         if message.role == "assistant" and i >= train_from:
             if i == 0:
@@ -77,7 +90,7 @@ def _trained_spans(
                     "the template's own text (a default system prompt, the role header) cannot be told apart from "
                     "the reply. Put a user (or system) message first."
                 )
-            prompt = _template(tokenizer, messages[:i], generation_prompt=True)
+            prompt = _template(tokenizer, messages[:i], True, tools)
             _require_prefix(prompt, current, f"the generation prompt before message {i}")
             _require_prefix(previous, prompt, f"the generation prompt before message {i}")
             spans.append((len(prompt), len(current)))
@@ -85,7 +98,8 @@ def _trained_spans(
     return spans, previous
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+def tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """The ids of a piece of template text, no special tokens added."""
     return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
 
@@ -95,12 +109,14 @@ def render_messages(
     *,
     train_from: int = 0,
     add_generation_prompt: bool = False,
+    tools: Tools = None,
 ) -> RenderedSequence:
-    """Render a conversation; assistant messages at index >= `train_from` carry loss, nothing else does."""
+    """Render a conversation; assistant messages at index >= `train_from` carry loss, nothing else does. `tools`
+    (JSON schemas) go to the template, for those that render them."""
     messages = as_messages(messages)
-    spans, text = _trained_spans(tokenizer, messages, train_from)
+    spans, text = _trained_spans(tokenizer, messages, train_from, tools)
     if add_generation_prompt:
-        full = _template(tokenizer, messages, generation_prompt=True)
+        full = _template(tokenizer, messages, True, tools)
         _require_prefix(text, full, "the final generation prompt")
         text = full
     ids: list[int] = []
@@ -108,17 +124,19 @@ def render_messages(
     cursor = 0
     for start, end in spans:
         for piece, trained in ((text[cursor:start], False), (text[start:end], True)):
-            piece_ids = _tokenize(tokenizer, piece)
+            piece_ids = tokenize(tokenizer, piece)
             ids += piece_ids
             mask += [trained] * len(piece_ids)
         cursor = end
-    tail = _tokenize(tokenizer, text[cursor:])
+    tail = tokenize(tokenizer, text[cursor:])
     return RenderedSequence(tuple(ids + tail), tuple(mask + [False] * len(tail)))
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message | dict]) -> list[int]:
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message | dict], tools: Tools = None
+) -> list[int]:
     """The token ids a sampler continues from: the conversation plus the generation prompt."""
-    return list(render_messages(tokenizer, messages, add_generation_prompt=True).token_ids)
+    return list(render_messages(tokenizer, messages, add_generation_prompt=True, tools=tools).token_ids)
 
 
 def render_completion(

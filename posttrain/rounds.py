@@ -62,9 +62,10 @@ class Group:
 
 
 def rollout_sequence(rollout: Rollout) -> RenderedSequence:
-    """Prompt + sampled ids with the loss on the sampled ids: what a trainer learns from (never re-encoded text)."""
+    """Prompt + the rollout's ids with the loss on the sampled ids: what a trainer learns from (never re-encoded
+    text). Tool results and template tokens between a trajectory's turns carry no loss."""
     ids = rollout.prompt_ids + rollout.token_ids
-    return RenderedSequence(ids, (False,) * len(rollout.prompt_ids) + (True,) * len(rollout.token_ids))
+    return RenderedSequence(ids, (False,) * len(rollout.prompt_ids) + rollout.trained_mask)
 
 
 def sample_groups(
@@ -101,17 +102,22 @@ class Refill:
     rng: random.Random
 
 
+# Samples and scores groups: (tasks, samples per task, sampling parameters, timings) -> one group per task
+# (`sample_groups` with a sampler and a scorer bound, or `posttrain.envs.episodes.run_groups` with an environment).
+Draw = Callable[[Sequence[RLTask], int, SamplingParams, dict[str, float]], list[Group]]
+
+
 def refill_informative(
-    sampler, score: Scorer, first: list[Group], refill: Refill, params: Callable[[int], SamplingParams], timings
+    draw: Draw, first: list[Group], refill: Refill, params: Callable[[int], SamplingParams], timings
 ) -> tuple[list[Group], dict[str, float]]:
-    """DAPO's dynamic sampling (§3.2): keep the informative groups of `first`, then sample groups for tasks drawn from
+    """DAPO's dynamic sampling (§3.2): keep the informative groups of `first`, then draw groups for tasks drawn from
     the pool, round r with `params(r)`, until `refill.want` are kept or `refill.max_rounds` rounds were drawn."""
     kept, sampled, n = [g for g in first if informative(g)], len(first), len(first[0].rollouts)
     for round_ in range(1, refill.max_rounds + 1):
         if len(kept) >= refill.want:
             break
         indices = refill.rng.sample(range(len(refill.pool)), min(refill.want, len(refill.pool)))
-        more = sample_groups(sampler, score, [refill.pool[i] for i in indices], n, params(round_), timings)
+        more = draw([refill.pool[i] for i in indices], n, params(round_), timings)
         sampled += len(more)
         kept += [g for g in more if informative(g)]
     dropped = 1.0 - sum(map(informative, first)) / len(first)
@@ -125,7 +131,7 @@ def refill_informative(
 def group_stats(groups: list[Group]) -> dict[str, float]:
     """Reward mean/std, accuracy, response length and failure rates over all completions of `groups`."""
     rewards = torch.tensor([r for g in groups for r in g.rewards])
-    lengths = [len(r.token_ids) for g in groups for r in g.rollouts]
+    lengths = [sum(r.trained_mask) for g in groups for r in g.rollouts]  # sampled ids (a trajectory's tool ids not)
     stats = {
         "reward_mean": float(rewards.mean()),
         "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
@@ -137,7 +143,9 @@ def group_stats(groups: list[Group]) -> dict[str, float]:
         for s in g.scores:
             for key, value in s.metrics.items():
                 per_key[key].append(value)
-    stats.update({key: sum(v) / len(v) for key, v in per_key.items()})
+    # A failure rate is over every sample: an episode that ended before its verifier ran (a tool budget) has no
+    # verifier failure keys, and counts as 0 for them. Other metrics are means over the samples that report them.
+    stats.update({key: sum(v) / (len(lengths) if key.startswith("failure/") else len(v)) for key, v in per_key.items()})
     return stats
 
 

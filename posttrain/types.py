@@ -109,13 +109,30 @@ class RLTask:
 
 @dataclass(frozen=True)
 class Rollout:
-    """One sampled completion: the ids the sampler produced (never re-encoded), their log-probs and the text."""
+    """One sampled completion, or a multi-turn trajectory: token ids as the sampler produced them (never re-encoded),
+    their log-probs and the text.
+
+    A single-turn completion holds only sampled ids. A trajectory (`posttrain.envs`) also holds the tokens that came
+    between its assistant turns (tool results, user turns, template tokens); `sampled` marks which ids the model
+    drew, and only those are trained on. Their log-probs are the sampler's; the others' are 0.0.
+    """
 
     prompt_ids: tuple[int, ...]
-    token_ids: tuple[int, ...]  # sampled ids, the end-of-turn token included when the sampler stopped on it
-    logprobs: tuple[float, ...]  # the sampler's log-prob of each sampled id
-    text: str  # decoded completion, special tokens removed
+    token_ids: tuple[int, ...]  # ids after the prompt, the end-of-turn token included when the sampler stopped on it
+    logprobs: tuple[float, ...]  # the sampler's log-prob of each sampled id (0.0 for ids it did not sample)
+    text: str  # decoded completion (a trajectory: its last assistant turn), special tokens removed
     finish_reason: str  # "stop" (end-of-turn or stop string) or "length"
+    sampled: tuple[bool, ...] | None = None  # per id of token_ids: drawn by the model; None: every id was
+
+    @property
+    def trained_mask(self) -> tuple[bool, ...]:
+        """Per id of `token_ids`: whether the loss falls on it (the ids the model sampled)."""
+        return (True,) * len(self.token_ids) if self.sampled is None else self.sampled
+
+    @property
+    def sampled_logprobs(self) -> tuple[float, ...]:
+        """The sampler's log-probs of the trained ids, in order."""
+        return tuple(lp for lp, keep in zip(self.logprobs, self.trained_mask, strict=True) if keep)
 
 
 @dataclass(frozen=True)

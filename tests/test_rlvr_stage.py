@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ import pytest
 import torch
 
 from posttrain.data import DataError, load_records
+from posttrain.envs.episodes import run_groups
+from posttrain.envs.verifier import VerifierEnv
 from posttrain.rewards.route import MissingPrerequisite
 from posttrain.rollout.engine import RolloutEngine
 from posttrain.rounds import sample_groups
@@ -78,9 +81,10 @@ def test_dynamic_sampling_drops_equal_reward_groups_and_refills(tasks, tmp_path)
     model, tokenizer = build_policy(config.model, torch.device("cpu"), 0)
     sampler = RolloutEngine(model, tokenizer)
     train = list(load_records(config.tasks, "rl").records)
-    rewards = reward_model(config)
-    kept, first, stats = collect(sampler, rewards, train, PromptBatch((0, 1, 2, 3)), config, step=0)
-    rewards.close()
+    env = VerifierEnv(reward_model(config))
+    draw = functools.partial(run_groups, sampler, tokenizer, env)
+    kept, first, stats = collect(draw, train, PromptBatch((0, 1, 2, 3)), config, step=0)
+    env.close()
     assert kept and all(len(set(g.rewards)) > 1 for g in kept)  # only informative groups are trained on
     first_dropped = sum(len(set(g.rewards)) == 1 for g in first) / len(first)
     assert stats["dropped_fraction"] == pytest.approx(first_dropped)

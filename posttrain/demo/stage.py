@@ -4,8 +4,10 @@ It writes `posttrain.demo.mix.build_demo_data`'s files into the stage's output d
 `dpo_prompts` training arithmetic prompts in the rl schema for the iterated DPO rounds, their answers read from
 the boxed answer of the SFT record; and `questions.jsonl`: the general questions of `benign_questions.txt` in the
 rl schema (verifier `compliance`), for the `answers` stage to answer; and `redteam_seeds.jsonl`: the harmful
-requests of the training mix (AdvBench and Do-Not-Answer, verifier `refusal`), the red-team loop's seeds. A recipe
-names the files as `${data}/train.jsonl` and so on.
+requests of the training mix (AdvBench and Do-Not-Answer, verifier `refusal`), the red-team loop's seeds; and
+`tool_traces.jsonl`: for each RL training arithmetic task, the conversation of a model that calls the calculator
+and answers with its result (`posttrain.tasks.tool_traces`), the SFT warm-up of the tool-use agent. A recipe names
+the files as `${data}/train.jsonl` and so on.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from posttrain.data import load_records
 from posttrain.data.heldout import read_lines
 from posttrain.demo.mix import build_demo_data
 from posttrain.io import atomic_write_text
+from posttrain.tasks.tool_traces import calculator_traces
 from posttrain.text import boxed_contents
 from posttrain.train.config import option
 
@@ -63,6 +67,16 @@ def redteam_seeds(train: Path, out: Path) -> Path:
     return out
 
 
+def tool_traces(rl_train: Path, out: Path) -> Path:
+    """An sft-schema file of calculator conversations for the RL training arithmetic tasks."""
+    traces, skipped = calculator_traces(load_records(rl_train, "rl").records)
+    if skipped:
+        raise ValueError(f"{rl_train}: {skipped} arithmetic tasks have no expression the calculator agrees with")
+    rows = [{"messages": [m.as_dict() for m in t.messages], "source": "tool_trace"} for t in traces]
+    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
 def run(config: DemoDataConfig) -> Path:
     """Build the mix and the DPO prompts; returns the output directory."""
     out = Path(config.output)
@@ -70,4 +84,5 @@ def run(config: DemoDataConfig) -> Path:
     arithmetic_prompts(paths["train"], out / "dpo_prompts.jsonl", config.dpo_prompts, config.seed)
     general_questions(out / "questions.jsonl")
     redteam_seeds(paths["train"], out / "redteam_seeds.jsonl")
+    tool_traces(paths["rl_train"], out / "tool_traces.jsonl")
     return out

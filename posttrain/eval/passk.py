@@ -9,18 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from posttrain.rollout import SamplingParams
-from posttrain.rounds import Scorer, sample_groups
+from posttrain.rounds import Draw
 from posttrain.types import RLTask
 
 
 def pass_rates(
-    sampler, score: Scorer, tasks: Sequence[RLTask], k: int, sampled: SamplingParams, greedy: SamplingParams
+    draw: Draw, tasks: Sequence[RLTask], k: int, sampled: SamplingParams, greedy: SamplingParams
 ) -> dict[str, float]:
-    """`eval/pass@1` and `eval/pass@k` over k samples per task (`sampled`), `eval/greedy_accuracy` (`greedy`)."""
+    """`eval/pass@1` and `eval/pass@k` over k samples per task (`sampled`), `eval/greedy_accuracy` (`greedy`);
+    `draw` samples and scores (a sampler and verifier, or an environment's episodes)."""
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
-    groups = sample_groups(sampler, score, tasks, k, sampled, timings)
+    groups = draw(tasks, k, sampled, timings)
     correct = [[s.metrics["correct"] for s in g.scores] for g in groups]
-    greedy_groups = sample_groups(sampler, score, tasks, 1, greedy, timings)
+    greedy_groups = draw(tasks, 1, greedy, timings)
     return {
         "eval/pass@1": sum(map(sum, correct)) / (k * len(correct)),
         f"eval/pass@{k}": sum(any(c) for c in correct) / len(correct),

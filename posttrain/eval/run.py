@@ -26,6 +26,7 @@ from pathlib import Path
 
 from posttrain.data import load_records
 from posttrain.eval.diversity import sample_diversity
+from posttrain.eval.episodes import calculator_episodes
 from posttrain.eval.nll import heldout_nll
 from posttrain.eval.stats import Rate, mcnemar
 from posttrain.eval.suites import DIVERSITY_PARAMS, JUDGES, SUITES, Suite, eval_sets, get_suite
@@ -89,6 +90,9 @@ def evaluate_model(
             sampler.progress = f"eval {name}" if progress else ""
             if suite.samples:
                 results[name] = _diversity(sampler, suite, tasks)
+                continue
+            if suite.tools:
+                results[name] = calculator_episodes(sampler, tokenizer, tasks, suite.max_new_tokens)
                 continue
             _check_verifier(name, suite, tasks)
             key = (suite.data, suite.max_new_tokens)

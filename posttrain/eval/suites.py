@@ -20,6 +20,9 @@ Judges (a suite names one, and every row of its set must carry it as `verifier`)
   `trace_format`, `citation_accuracy` (the cited section is the one the default constitution puts the request
   under, `posttrain.safety.deliberative.expected_section`) and `consistency` read the reasoning.
 
+`arithmetic_tools` runs each of `arithmetic_rl`'s problems as an episode with the calculator
+(`posttrain.eval.episodes`): the same items, so the two compare with McNemar's test.
+
 Generation is the demo's evaluation: greedy, through `make_sampler`, with `MAX_NEW_TOKENS` per verifier. The
 diversity suite samples the first 8 benign prompts 4 times at temperature 1 (seed 2024).
 """
@@ -63,11 +66,15 @@ class Suite:
     samples: int = 0  # 0: one greedy reply per item; n > 0: n temperature-1 samples per prompt (diversity)
     prompts: int = 0  # with samples: how many of the first prompts are sampled
     reads: tuple[str, ...] = ()  # the rows' verifier when it is not the judge's name (the spec judge reads others)
+    tools: bool = False  # each item is a greedy episode with the calculator (`posttrain.eval.episodes`)
 
 
 SUITES = {
     "arithmetic": Suite("arithmetic_eval", "math", ("accuracy", "format"), MAX_NEW_TOKENS["math"]),
     "arithmetic_rl": Suite("rl_eval", "math", ("accuracy",), MAX_NEW_TOKENS["math"]),
+    "arithmetic_tools": Suite(
+        "rl_eval", "math", ("accuracy", "called_tool", "turns", "tool_errors"), MAX_NEW_TOKENS["math"], tools=True
+    ),
     "refusal": Suite("harmful_eval", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]),
     "harmbench": Suite("harmbench_eval", "refusal", ("refusal_rate", "harmful_compliance"), MAX_NEW_TOKENS["refusal"]),
     "over_refusal": Suite("benign_eval", "compliance", ("over_refusal",), MAX_NEW_TOKENS["compliance"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,11 +21,55 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # stop strings: a completion ends with the token that completes one
 
 
+@dataclass(frozen=True)
+class Turn:
+    """One assistant turn as sampled: its ids (the end-of-turn token included when it stopped on it), their
+    log-probs, the decoded text and why it ended ("stop" or "length")."""
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    text: str
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A row's ids after its prompt: sampled turns and the ids given between them, and which ids were sampled."""
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]  # the sampler's for sampled ids, 0.0 for given ones
+    sampled: tuple[bool, ...]
+    last: Turn  # the last turn sampled
+
+
+Piece = tuple[tuple[int, ...], tuple[float, ...], bool]  # ids, their log-probs, whether they were sampled
+
+
+def transcript_of(pieces: Sequence[Piece], last: Turn) -> Transcript:
+    """A row's pieces (sampled turns and appended ids, in order) as one transcript."""
+    ids = tuple(i for p, _, _ in pieces for i in p)
+    logprobs = tuple(lp for _, lps, _ in pieces for lp in lps)
+    sampled = tuple(flag for p, _, flag in pieces for _ in p)
+    return Transcript(ids, logprobs, sampled, last)
+
+
+# Called after every turn with the rows (indices into the prompts) that just finished one and their turns; returns,
+# per row, the ids to append before the row's next turn (tool results, template tokens), or None to end the row.
+ContinueWith = Callable[[list[int], list[Turn]], list[Sequence[int] | None]]
+
+
 class Sampler(Protocol):
     """Anything that turns prompts into rollouts; training never depends on how."""
 
     def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
         """`n` rollouts for each prompt, grouped per prompt, in prompt order."""
+        ...
+
+    def run_turns(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, continue_with: ContinueWith | None
+    ) -> list[Transcript]:
+        """Multi-turn sampling from token ids: one transcript per prompt; `continue_with` decides what follows each
+        turn (None: one turn each). The ids are never decoded and re-encoded between turns."""
         ...
 
     def sync(self) -> None:

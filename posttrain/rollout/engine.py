@@ -12,6 +12,12 @@ How `sample(prompts, n, params)` runs:
 Log-probs are those of the distribution the trainer computes, log-softmax(logits / temperature) (greedy: of the
 plain logits); top-k and top-p only narrow the tokens that can be drawn, as in TRL and veRL.
 
+Multi-turn (`run_turns`, used by `posttrain.envs.episodes`): the same waves, but after each turn the caller's
+`continue_with` gives every row the ids to append (an environment's observation in template form) or ends it. A
+row's cache is kept between turns: when its turn ends, its cache row is set aside holding everything before the
+turn's last token (which may or may not have been fed yet); the continuing rows' kept caches are stacked and only
+that last token plus the appended ids are prefilled. Sampled ids are never decoded and re-encoded.
+
 Determinism: one `torch.Generator` per wave, seeded from `params.seed` and the wave's index, so a call with the
 same prompts, weights and parameters gives the same rollouts; a different `batch_size` gives different ones.
 
@@ -34,8 +40,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
-from posttrain.rollout import Sampler, SamplingParams
-from posttrain.rollout.fused import FusedDecoder, fused_decode_supported, weights_from
+from posttrain.rollout import ContinueWith, Piece, Sampler, SamplingParams, Transcript, Turn, transcript_of
+from posttrain.rollout.fused import FusedDecoder, KVCache, fused_decode_supported, weights_from
 from posttrain.rollout.hf import HFSampler
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
@@ -112,34 +118,87 @@ class RolloutEngine:
     def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
         """`n` rollouts per prompt, grouped per prompt, in prompt order."""
         prompt_ids = [render_prompt(self.tokenizer, p) for p in prompts]
-        jobs = sorted(((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: len(prompt_ids[ij[0]]))
-        out: list[list[Rollout | None]] = [[None] * n for _ in prompts]
-        waves = [jobs[s : s + self.batch_size] for s in range(0, len(jobs), self.batch_size)]
+        rows = [prompt_ids[i] for i in range(len(prompts)) for _ in range(n)]
+        transcripts = self.run_turns(rows, params, None)
+        rollouts = [Rollout(tuple(ids), t.token_ids, t.logprobs, t.last.text, t.last.finish_reason)
+                    for ids, t in zip(rows, transcripts, strict=True)]  # fmt: skip
+        return [rollouts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def run_turns(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, continue_with: ContinueWith | None
+    ) -> list[Transcript]:
+        """One transcript per prompt; after each turn `continue_with` gives the ids to append or ends the row (None:
+        one turn each). Rows are sorted by prompt length into waves of `batch_size`; a wave runs all its turns
+        before the next starts. Between turns a row's cache is kept, so only the appended ids are prefilled."""
+        order = sorted(range(len(prompt_ids)), key=lambda r: len(prompt_ids[r]))
+        waves = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        out: list[Transcript | None] = [None] * len(prompt_ids)
         self.timings = {"prefill_s": 0.0, "decode_s": 0.0}
         for index, wave in enumerate(tqdm(waves, desc=self.progress, disable=not self.progress, unit="batch")):
             generator = torch.Generator().manual_seed(params.seed * 100_003 + index)
-            rollouts = self._run_wave([i for i, _ in wave], prompt_ids, params, generator)
-            for (i, j), rollout in zip(wave, rollouts, strict=True):
-                out[i][j] = rollout
-        return [list(group) for group in out]  # type: ignore[arg-type]
+            for row, transcript in zip(wave, self._run_wave(wave, prompt_ids, params, generator, continue_with),
+                                       strict=True):  # fmt: skip
+                out[row] = transcript
+        return out  # type: ignore[return-value]
 
-    @torch.no_grad()
-    def _run_wave(self, rows_prompt: list[int], prompt_ids: list[list[int]], params: SamplingParams,
-                  generator: torch.Generator) -> list[Rollout]:  # fmt: skip
-        """Sample one completion per row; row r continues prompt `rows_prompt[r]` (rows of a prompt adjacent)."""
+    def _run_wave(self, rows: list[int], prompt_ids: Sequence[Sequence[int]], params: SamplingParams,
+                  generator: torch.Generator, continue_with: ContinueWith | None) -> list[Transcript]:  # fmt: skip
+        """Every turn of the rows of one wave (rows of one prompt adjacent: each distinct prompt is prefilled once)."""
         start = time.perf_counter()
-        distinct = list(dict.fromkeys(rows_prompt))
-        cache, logits_B_V = self.decoder.prefill([prompt_ids[i] for i in distinct])
-        repeat = torch.tensor([distinct.index(i) for i in rows_prompt])
+        distinct = list(dict.fromkeys(tuple(prompt_ids[r]) for r in rows))
+        cache, logits_B_V = self.decoder.prefill([list(ids) for ids in distinct])
+        repeat = torch.tensor([distinct.index(tuple(prompt_ids[r])) for r in rows])
         cache.keep_rows(repeat)
         logits_B_V = logits_B_V.index_select(0, repeat)
-        live = torch.arange(len(rows_prompt))  # original row of each cache row
-        tokens: list[list[int]] = [[] for _ in rows_prompt]
-        logprobs: list[list[float]] = [[] for _ in rows_prompt]
-        finish = ["length"] * len(rows_prompt)
-        stopped_rows: list[int] = []  # cache rows stopped since the last compaction
+        self.timings["prefill_s"] += time.perf_counter() - start
+        pieces: list[list[Piece]] = [[] for _ in rows]
+        last: list[Turn | None] = [None] * len(rows)
+        active = list(range(len(rows)))  # wave positions of the cache's rows
+        while True:
+            turns, parked = self._decode(cache, logits_B_V, params, generator, park=continue_with is not None)
+            for k, turn in zip(active, turns, strict=True):
+                pieces[k].append((turn.token_ids, turn.logprobs, True))
+                last[k] = turn
+            if continue_with is None:
+                break
+            follow = continue_with([rows[k] for k in active], turns)
+            going = [(i, tuple(ids)) for i, ids in enumerate(follow) if ids is not None]
+            if not going:
+                break
+            start = time.perf_counter()
+            for i, ids in going:
+                pieces[active[i]].append((ids, (0.0,) * len(ids), False))
+            cache = KVCache.stack([parked[i] for i, _ in going])
+            # each parked row stops before its turn's last token (see _decode): feed it, then the appended ids
+            feeds = [(turns[i].token_ids[-1], *ids) for i, ids in going]
+            block = torch.zeros((len(feeds), max(map(len, feeds))), dtype=torch.long)
+            for b, feed in enumerate(feeds):
+                block[b, : len(feed)] = torch.tensor(feed)
+            logits_B_V = self.decoder.forward(block, torch.tensor([len(f) for f in feeds]), cache)
+            active = [active[i] for i, _ in going]
+            self.timings["prefill_s"] += time.perf_counter() - start
+        return [transcript_of(p, t) for p, t in zip(pieces, last, strict=True)]  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def _decode(self, cache: KVCache, logits_B_V: torch.Tensor, params: SamplingParams, generator: torch.Generator,
+                park: bool) -> tuple[list[Turn], list[KVCache | None]]:  # fmt: skip
+        """Sample one turn for each row of `cache`. Rows that stopped are dropped from the cache once a quarter
+        have; with `park`, each row's cache is first kept aside, holding everything before the turn's last token."""
         decode_start = time.perf_counter()
-        self.timings["prefill_s"] += decode_start - start
+        B = len(cache.lengths_B)
+        start_B = cache.lengths_B.clone()
+        live = torch.arange(B)  # original row of each cache row
+        tokens: list[list[int]] = [[] for _ in range(B)]
+        logprobs: list[list[float]] = [[] for _ in range(B)]
+        finish = ["length"] * B
+        parked: list[KVCache | None] = [None] * B
+        stopped_rows: list[int] = []  # cache rows stopped since the last compaction
+
+        def park_rows(cache_rows) -> None:
+            for r in cache_rows:
+                row = int(live[r])
+                parked[row] = cache.row(r, int(start_B[row]) + len(tokens[row]) - 1)
+
         for step in range(params.max_new_tokens):
             tokens_B, logprobs_B = sample_tokens(logits_B_V, params, generator)
             for r, (row, token, logprob) in enumerate(zip(live.tolist(), tokens_B.tolist(), logprobs_B.tolist(),
@@ -154,13 +213,18 @@ class RolloutEngine:
             if len(stopped_rows) == len(live) or step == params.max_new_tokens - 1:
                 break
             if len(stopped_rows) >= COMPACT_FRACTION * len(live):
+                if park:
+                    park_rows(stopped_rows)
                 keep = torch.tensor(sorted(set(range(len(live))) - set(stopped_rows)), dtype=torch.long)
                 cache.keep_rows(keep)
                 live, tokens_B, stopped_rows = live[keep], tokens_B[keep], []
             logits_B_V = self.decoder.step(tokens_B, cache)
+        if park:
+            park_rows(r for r in range(len(live)) if parked[int(live[r])] is None)
         self.timings["decode_s"] += time.perf_counter() - decode_start
-        return [self._rollout(prompt_ids[i], tokens[r], logprobs[r], finish[r], params)
-                for r, i in enumerate(rows_prompt)]  # fmt: skip
+        turns = [Turn(tuple(tokens[b]), tuple(logprobs[b]), self._text(tokens[b], finish[b], params), finish[b])
+                 for b in range(B)]  # fmt: skip
+        return turns, parked
 
     def _hit_stop_string(self, ids: list[int], stops: Sequence[str]) -> bool:
         """Whether the newest token completed a stop string (only the tail is decoded)."""
@@ -169,14 +233,12 @@ class RolloutEngine:
         tail = self.tokenizer.decode(ids[-(max(map(len, stops)) + 4) :], skip_special_tokens=False)
         return any(s in tail for s in stops)
 
-    def _rollout(self, prompt: list[int], ids: list[int], logprobs: list[float], finish: str,
-                 params: SamplingParams) -> Rollout:  # fmt: skip
+    def _text(self, ids: list[int], finish: str, params: SamplingParams) -> str:
+        """A turn's text: special tokens removed, cut before the stop string it ended on."""
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         if params.stop and finish == "stop" and ids[-1] not in self.eos_ids:
-            raw = self.tokenizer.decode(ids, skip_special_tokens=False)
-            text = before_stop(raw, params.stop)
-        return Rollout(prompt_ids=tuple(prompt), token_ids=tuple(ids), logprobs=tuple(logprobs), text=text.strip(),
-                       finish_reason=finish)  # fmt: skip
+            text = before_stop(self.tokenizer.decode(ids, skip_special_tokens=False), params.stop)
+        return text.strip()
 
 
 def make_sampler(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,

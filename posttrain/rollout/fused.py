@@ -213,6 +213,27 @@ class KVCache:
         self.values = [v.index_select(0, rows) for v in self.values]
         self.lengths_B = self.lengths_B.index_select(0, rows)
 
+    def row(self, index: int, length: int) -> KVCache:
+        """A one-row copy of row `index`, keeping its first `length` slots (a conversation parked between turns)."""
+        out = KVCache.__new__(KVCache)
+        out.keys = [k[index : index + 1, ..., :length].clone() for k in self.keys]
+        out.values = [v[index : index + 1, :, :length].clone() for v in self.values]
+        out.lengths_B, out.capacity = torch.tensor([length]), length
+        out.reserve(length + 1)  # room for the next token, the capacity rounded up to a multiple of GROW
+        return out
+
+    @staticmethod
+    def stack(rows: list[KVCache]) -> KVCache:
+        """One cache holding the given one-row caches as its rows, in order (capacities padded to the largest)."""
+        capacity = max(r.capacity for r in rows)
+        for r in rows:
+            r.reserve(capacity)
+        out = KVCache.__new__(KVCache)
+        out.keys = [torch.cat(layer) for layer in zip(*(r.keys for r in rows), strict=True)]
+        out.values = [torch.cat(layer) for layer in zip(*(r.values for r in rows), strict=True)]
+        out.lengths_B, out.capacity = torch.cat([r.lengths_B for r in rows]), capacity
+        return out
+
 
 class FusedDecoder:
     """Runs new tokens through the fused layers, appending their keys and values to a `KVCache`."""

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
-from posttrain.rollout import SamplingParams
+from posttrain.rollout import ContinueWith, Piece, SamplingParams, Transcript, Turn, transcript_of
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
 
@@ -35,20 +35,50 @@ class HFSampler:
     def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
         """`n` completions per prompt, grouped per prompt."""
         prompt_ids = [render_prompt(self.tokenizer, p) for p in prompts]
-        jobs = sorted(((i, j) for i in range(len(prompts)) for j in range(n)), key=lambda ij: len(prompt_ids[ij[0]]))
-        out: list[list[Rollout | None]] = [[None] * n for _ in prompts]
-        generator_seed = params.seed
+        rollouts = self._sample_rows(
+            [prompt_ids[i] for i in range(len(prompts)) for _ in range(n)], params, params.seed
+        )
+        return [rollouts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    @torch.no_grad()
+    def run_turns(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, continue_with: ContinueWith | None
+    ) -> list[Transcript]:
+        """Multi-turn sampling (see `Sampler.run_turns`). Each turn regenerates from the row's whole id sequence: no
+        cache is kept between turns, but ids are never re-encoded either. The first turn is `sample`'s draw."""
+        pieces: list[list[Piece]] = [[] for _ in prompt_ids]
+        history = [list(ids) for ids in prompt_ids]
+        last: dict[int, Turn] = {}
+        active, turn = list(range(len(prompt_ids))), 0
+        while active:
+            rollouts = self._sample_rows([history[i] for i in active], params, params.seed + 7919 * turn)
+            turns = [Turn(r.token_ids, r.logprobs, r.text, r.finish_reason) for r in rollouts]
+            follow = continue_with(active, turns) if continue_with else [None] * len(turns)
+            for i, t, ids in zip(active, turns, follow, strict=True):
+                pieces[i].append((t.token_ids, t.logprobs, True))
+                history[i] += t.token_ids
+                if ids is not None:
+                    pieces[i].append((tuple(ids), (0.0,) * len(ids), False))
+                    history[i] += ids
+            last.update(zip(active, turns, strict=True))
+            active, turn = [i for i, ids in zip(active, follow, strict=True) if ids is not None], turn + 1
+        return [transcript_of(p, last[i]) for i, p in enumerate(pieces)]
+
+    def _sample_rows(self, rows: list[list[int]], params: SamplingParams, seed: int) -> list[Rollout]:
+        """One completion per id sequence, in input order: rows sorted by length into batches, batch b seeded by
+        `seed` + its first sorted index."""
+        jobs = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+        out: list[Rollout | None] = [None] * len(rows)
         was_training = self.model.training
         self.model.eval()
         starts = range(0, len(jobs), self.batch_size)
         for start in tqdm(starts, desc=self.progress, disable=not self.progress, unit="batch"):
             chunk = jobs[start : start + self.batch_size]
-            torch.manual_seed(generator_seed + start)
-            rollouts = self._generate([prompt_ids[i] for i, _ in chunk], params)
-            for (i, j), rollout in zip(chunk, rollouts, strict=True):
-                out[i][j] = rollout
+            torch.manual_seed(seed + start)
+            for r, rollout in zip(chunk, self._generate([rows[r] for r in chunk], params), strict=True):
+                out[r] = rollout
         self.model.train(was_training)
-        return [list(group) for group in out]  # type: ignore[arg-type]
+        return out  # type: ignore[return-value]
 
     def _generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Rollout]:
         tok = self.tokenizer

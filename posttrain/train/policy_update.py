@@ -88,7 +88,7 @@ def rollout_batches(rollouts: list[Rollout], row_tokens: int, rows_per_batch: in
 
 def step_loss_fn(config, rollouts: list[Rollout]):
     """The configured loss variant with its clip range, KL weight and this step's normalisers bound."""
-    n_tokens = sum(len(r.token_ids) for r in rollouts)
+    n_tokens = sum(sum(r.trained_mask) for r in rollouts)  # sampled ids only: a trajectory's tool ids are not trained
     variant = POLICY_LOSSES[config.loss]
     low, high = config.eps_low or variant.clip[0], config.eps_high or variant.clip[1]  # 0: the paper's default
     return functools.partial(
@@ -105,7 +105,7 @@ def policy_update(
 ) -> dict[str, float]:
     """`mu` optimizer steps over the rollouts; returns the loss metrics averaged over micro-batches and passes."""
     config = run.config
-    n_tokens = sum(len(r.token_ids) for r in rollouts)
+    n_tokens = sum(sum(r.trained_mask) for r in rollouts)  # sampled ids only: a trajectory's tool ids are not trained
     loss_fn = step_loss_fn(config, rollouts)
     row_tokens = max(config.row_tokens, max(len(r.prompt_ids) + len(r.token_ids) for r in rollouts))
     totals: dict[str, float] = defaultdict(float)
