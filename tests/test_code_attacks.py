@@ -408,3 +408,13 @@ def test_line_reader_frames_messages_and_caps_their_length():
     with pytest.raises(WireError):
         reader.next()
     os.close(read_end)
+
+
+def test_tests_that_never_call_the_function_are_no_pass(verifier):
+    """Tests that define `check` but never call it would pass any program: scored `no_calls`, reward 0."""
+    task = RLTask(prompt=[{"role": "user", "content": "f"}], verifier="code", metadata={"entry_point": "f"},
+                  tests="def check(candidate):\n    assert candidate(1) == 2\n")  # fmt: skip
+    score = verifier.score(task, "def f(x):\n    return x + 1\n")
+    assert (score.reward, score.failure) == (0.0, "no_calls")
+    called = RLTask(prompt=task.prompt, verifier="code", metadata={"entry_point": "f"}, tests=task.tests + "check(f)\n")
+    assert verifier.score(called, "def f(x):\n    return x + 1\n").reward == 1.0

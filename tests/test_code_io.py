@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from posttrain.data import DataError, parse_record
@@ -63,6 +65,9 @@ def test_checkers():
     assert CHECKERS["lines"]("a b\nc\n", "a b  \nc\n\n") and not CHECKERS["lines"]("a b\nc", "a\nb c")
     assert CHECKERS["float"]("0.3333333 x", "0.33333331 x") and not CHECKERS["float"]("0.33", "0.34")
     assert not CHECKERS["float"]("1.0", "1.0 2.0") and not CHECKERS["float"]("x", "y")
+    # integers, nan and inf get no tolerance: 1000001 is not 1000000, however close relatively
+    assert not CHECKERS["float"]("1000000", "1000001") and not CHECKERS["float"]("nan", "nan0")
+    assert CHECKERS["float"]("1e6", "1000000.0000001") and not CHECKERS["float"]("7", "7.0000001")
 
 
 def test_the_float_checker_is_chosen_per_task(verifier):
@@ -78,3 +83,10 @@ def test_the_float_checker_is_chosen_per_task(verifier):
 
 def test_code_io_is_routed_by_name():
     assert isinstance(build_verifier("code_io"), CodeIOVerifier)
+
+
+def test_a_task_can_ask_for_partial_credit():
+    verifier = CodeIOVerifier(limits=SandboxLimits(timeout_s=1.0, cpu_s=5))
+    task = dataclasses.replace(TASK, metadata={**TASK.metadata, "partial_credit": True})
+    assert verifier.score(TASK, "```python\nprint(5)\n```").reward == 0.0
+    assert 0.0 < verifier.score(task, "```python\nprint(5)\n```").reward < 1.0

@@ -72,6 +72,7 @@ FAILURES = (
     "exited_early",  # the candidate's process ended before the tests did: sys.exit/os._exit, killed
     "bad_result",  # the candidate's process sent something that is not the protocol (forged or malformed)
     "test_error",  # the task's own tests or prompt do not compile or run: a data bug, not the completion's fault
+    "no_calls",  # the tests ran to their end without calling the function once (a data bug): never a pass
 )
 VERDICTS = ("pass", *(f for f in FAILURES if f not in ("no_code", "timeout")))
 PYTHON_LABELS = ("python", "py", "python3", "")

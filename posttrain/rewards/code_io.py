@@ -7,8 +7,8 @@ on stdin. Its stdout is compared on the host with the expected output by the tas
 `metadata["checker"]` (default "tokens"), from `CHECKERS`:
 - "tokens": equal after whitespace normalisation (split on any whitespace);
 - "lines": equal line by line after trailing whitespace and trailing blank lines are dropped;
-- "float": token by token; tokens that both parse as floats are equal within FLOAT_TOLERANCE (relative or
-  absolute), others exactly.
+- "float": token by token; where the expected token is a decimal number (a point or an exponent: 0.5, 1e-3) the
+  output's token is equal within FLOAT_TOLERANCE (relative or absolute), every other token (integers too) exactly.
 
 Why this cannot be faked: the expected outputs never enter the sandbox (each run sees one case's input alone), and
 the comparison happens in posttrain's process on the captured stdout. Exit status, stderr and anything the program
@@ -16,7 +16,8 @@ does besides printing are ignored except that a non-zero exit status or a timeou
 guarantee: a program that prints the right answers passes, however it computes them.
 
 Reward: 1.0 when every case passes, else 0.0 (the run stops at the first failing case); with
-`partial_credit=True`, every case runs and the reward is the fraction that passed. A task with no cases is the
+`partial_credit=True` (or a task whose record has `"partial_credit": true`), every case runs and the reward is
+the fraction that passed. A task with no cases is the
 failure "no_tests", never a pass. `Score.failure` is the first failing case's failure; `metrics` has "correct" (all
 passed), "cases_passed" (the fraction), "sandbox_s" and `failure/<name>` for every name in FAILURES.
 """
@@ -24,6 +25,7 @@ passed), "cases_passed" (the fraction), "sandbox_s" and `failure/<name>` for eve
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,13 +62,19 @@ def _float_or_none(token: str) -> float | None:
         return None
 
 
+def _is_decimal(token: str) -> bool:
+    """Whether an expected token is a finite decimal number written with a point or an exponent (1.5, 2e-3): the
+    only tokens the float checker compares with tolerance. Integers, nan, inf and `1_000` must match exactly."""
+    return bool(re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)", token))
+
+
 def _floats_close(expected: str, actual: str) -> bool:
     wanted, got_tokens = expected.split(), actual.split()
     if len(wanted) != len(got_tokens):
         return False
     for want, got in zip(wanted, got_tokens, strict=True):
         want_f, got_f = _float_or_none(want), _float_or_none(got)
-        if want_f is None or got_f is None:
+        if want_f is None or got_f is None or not _is_decimal(want):  # integers and words compare exactly
             if want != got:
                 return False
         elif not math.isclose(want_f, got_f, rel_tol=FLOAT_TOLERANCE, abs_tol=FLOAT_TOLERANCE):
@@ -136,11 +144,12 @@ class CodeIOVerifier:
     def score(self, task: RLTask, completion: str) -> Score:
         """Run the program once per case (stopping at the first failure unless partial credit is on)."""
         cases, checker = io_cases(task), checker_of(task)
+        partial = self.partial_credit or bool(task.metadata.get("partial_credit"))
         program = assemble_program(task, completion, self.stop_strings)
         if program is None:
-            return _score("no_code", 0, len(cases), self.partial_credit, 0.0)
+            return _score("no_code", 0, len(cases), partial, 0.0)
         if not cases:
-            return _score("no_tests", 0, 0, self.partial_credit, 0.0)
+            return _score("no_tests", 0, 0, partial, 0.0)
         first_failure, passed, duration_s = None, 0, 0.0
         for stdin, expected in cases:
             result = self.sandbox.run(program, stdin=stdin)
@@ -148,9 +157,9 @@ class CodeIOVerifier:
             failure = case_failure(result, expected, checker)
             passed += failure is None
             first_failure = first_failure or failure
-            if failure and not self.partial_credit:
+            if failure and not partial:
                 break
-        return _score(first_failure, passed, len(cases), self.partial_credit, duration_s)
+        return _score(first_failure, passed, len(cases), partial, duration_s)
 
     def score_group(self, task: RLTask, completions: Sequence[str]) -> list[Score]:
         """The GRPO group hook: every completion for one task, in parallel sandboxes."""

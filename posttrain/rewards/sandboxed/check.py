@@ -130,7 +130,7 @@ def run(channel: Channel, names: list) -> str:
     except BaseException:
         traceback.print_exc()
         return channel.broken or "tests_failed"
-    return channel.broken or "pass"
+    return channel.broken or ("pass" if channel.seq else "no_calls")  # tests that never called the function: no pass
 
 
 def main():
