@@ -71,6 +71,9 @@ def test_eval_json_has_every_suite_with_intervals_and_items(llama_eval, demo_dir
         assert [row["answer"] for row in items] == [t.answer for t in rows[:LIMIT]]
         assert all(isinstance(row["reply"], str) and "failure" in row for row in items)
         for metric, rate in block["metrics"].items():
+            if set(rate) == {"value"}:  # a mean per episode (the calculator suite's turns and tool errors)
+                assert rate["value"] == pytest.approx(sum(row[metric] for row in items) / LIMIT)
+                continue
             assert set(rate) == RATE_KEYS and rate["n"] == LIMIT
             assert all(isinstance(row[metric], bool) for row in items)
             assert rate["k"] == sum(row[metric] for row in items)
@@ -87,7 +90,9 @@ def test_diversity_samples_the_first_prompts_four_times(llama_eval):
 
 
 def test_unknown_suite_is_a_clear_error_before_any_loading():
-    with pytest.raises(ValueError, match=r"unknown eval suite 'nope'; known: arithmetic, arithmetic_rl, refusal"):
+    with pytest.raises(
+        ValueError, match=r"unknown eval suite 'nope'; known: arithmetic, arithmetic_rl, arithmetic_tools, refusal"
+    ):
         evaluate_model("not-a-model", ["arithmetic", "nope"])
     with pytest.raises(ValueError, match="no eval suite"):
         evaluate_model("not-a-model", [])
