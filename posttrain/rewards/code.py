@@ -173,7 +173,25 @@ class _Pipes:
             os.close(fd)
 
 
-class CodeVerifier:
+class SandboxedVerifier:
+    """The batch hooks of a verifier whose `score` blocks on sandboxes: up to `max_workers` scores at a time, on
+    threads (the work is in the sandboxes' processes), results in order."""
+
+    max_workers: int  # subclasses set it, and define `score(task, completion) -> Score`
+
+    def score_group(self, task: RLTask, completions: Sequence[str]) -> list[Score]:
+        """The GRPO group hook: every completion for one task, in parallel sandboxes."""
+        return self.score_batch([task] * len(completions), completions)
+
+    def score_batch(self, tasks: Sequence[RLTask], completions: Sequence[str]) -> list[Score]:
+        """Score many completions, up to `max_workers` at a time; results in order."""
+        if len(tasks) != len(completions):
+            raise ValueError(f"{len(tasks)} tasks but {len(completions)} completions")
+        with ThreadPoolExecutor(self.max_workers) as pool:
+            return list(pool.map(self.score, tasks, completions))
+
+
+class CodeVerifier(SandboxedVerifier):
     """Reward 1 when the completion's functions pass the task's hidden tests, run in a separate sandbox; else 0."""
 
     def __init__(
@@ -224,14 +242,3 @@ class CodeVerifier:
             )
         except Exception as error:  # re-raised on the scoring thread
             out["error"] = error
-
-    def score_group(self, task: RLTask, completions: Sequence[str]) -> list[Score]:
-        """The GRPO group hook: every completion for one task, in parallel sandboxes."""
-        return self.score_batch([task] * len(completions), completions)
-
-    def score_batch(self, tasks: Sequence[RLTask], completions: Sequence[str]) -> list[Score]:
-        """Score many completions, up to `max_workers` pairs of sandboxes at a time; results in order."""
-        if len(tasks) != len(completions):
-            raise ValueError(f"{len(tasks)} tasks but {len(completions)} completions")
-        with ThreadPoolExecutor(self.max_workers) as pool:
-            return list(pool.map(self.score, tasks, completions))

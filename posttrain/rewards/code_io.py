@@ -27,9 +27,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
-from posttrain.rewards.code import DEFAULT_LIMITS, assemble_program
+from posttrain.rewards.code import DEFAULT_LIMITS, SandboxedVerifier, assemble_program
 from posttrain.sandbox import Sandbox, SandboxLimits, SandboxResult
 from posttrain.text import STOP_STRINGS
 from posttrain.types import RLTask, Score
@@ -127,7 +126,7 @@ def _score(failure: str | None, passed: int, total: int, partial: bool, duration
     return Score(reward, metrics | {f"failure/{f}": float(f == failure) for f in FAILURES}, failure)
 
 
-class CodeIOVerifier:
+class CodeIOVerifier(SandboxedVerifier):
     """Reward from running the completion's program on each stdin case and checking its stdout on the host."""
 
     def __init__(
@@ -160,14 +159,3 @@ class CodeIOVerifier:
             if failure and not partial:
                 break
         return _score(first_failure, passed, len(cases), partial, duration_s)
-
-    def score_group(self, task: RLTask, completions: Sequence[str]) -> list[Score]:
-        """The GRPO group hook: every completion for one task, in parallel sandboxes."""
-        return self.score_batch([task] * len(completions), completions)
-
-    def score_batch(self, tasks: Sequence[RLTask], completions: Sequence[str]) -> list[Score]:
-        """Score many completions, up to `max_workers` at a time (each runs its cases in turn); results in order."""
-        if len(tasks) != len(completions):
-            raise ValueError(f"{len(tasks)} tasks but {len(completions)} completions")
-        with ThreadPoolExecutor(self.max_workers) as pool:
-            return list(pool.map(self.score, tasks, completions))
