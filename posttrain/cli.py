@@ -21,6 +21,7 @@ Command = Callable[[argparse.Namespace], int]
 RECIPES = Path(__file__).parent / "recipes"  # the shipped recipes (also `recipes/` in a source checkout)
 MODULE_COMMANDS = {  # posttrain.<name> has add_arguments(parser) and run(args) -> int
     "chat": "chat with a model in the terminal, guarded",
+    "curate": "select a small, hard, diverse training set from a pool (LIMO/s1-style), with a report of the drops",
     "serve": "an OpenAI-compatible chat server on localhost, guarded",
     "tasks": "write a generated RL task set (arithmetic, functions) to rl-schema JSONL",
 }
