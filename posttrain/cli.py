@@ -2,9 +2,10 @@
 work on stages: `run` (a recipe), `demo` (the shipped demo recipe), `eval`, `report` and `validate`; and the
 two that serve a model, guarded: `chat` (in the terminal) and `serve` (an OpenAI-compatible HTTP endpoint).
 
-Exit codes: 0 done; 1 a stage failed on its data or files; 2 bad input (a recipe, a config key or a flag value:
-refused before anything is written), a recipe stage whose settings or inputs changed since it ran, or a command
-not built yet; 3 a recipe gate tripped (everything so far kept).
+Exit codes: 0 done; 1 a stage failed on its data or files (training data overlapping a held-out benchmark
+included), or `decontaminate` found overlap; 2 bad input (a recipe, a config key or a flag value: refused before
+anything is written), or a recipe stage whose settings or inputs changed since it ran; 3 a recipe gate tripped
+(everything so far kept).
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from pathlib import Path
 
 from posttrain.registry import STAGES
 
-Command = Callable[[argparse.Namespace], int]
 RECIPES = Path(__file__).parent / "recipes"  # the shipped recipes (also `recipes/` in a source checkout)
 MODULE_COMMANDS = {  # posttrain.<name> has add_arguments(parser) and run(args) -> int
     "chat": "chat with a model in the terminal, guarded",
     "curate": "select a small, hard, diverse training set from a pool (LIMO/s1-style), with a report of the drops",
     "serve": "an OpenAI-compatible chat server on localhost, guarded",
     "tasks": "write a generated RL task set (arithmetic, functions) to rl-schema JSONL",
+    "decontaminate": "find training rows that overlap held-out benchmarks (exits 1 if any)",
 }
-NOT_BUILT = {"decontaminate": "remove benchmark overlap from training data"}
 
 
 def _version() -> str:
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_command(
             sub.add_parser(name, help=stage.help, description=stage.help),
             stage.config,
-            lambda config, stage=stage: stage.run(config),
+            lambda config, stage=stage: stage.execute(config),
         )
     _add_run(sub.add_parser("run", help="run a recipe: a YAML list of stages", description=_doc("posttrain.pipeline")))
     _add_demo(sub.add_parser("demo", help="the end-to-end demo recipe on SmolLM2-135M-Instruct"))
@@ -54,8 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, help_text in MODULE_COMMANDS.items():
         _add_module(sub.add_parser(name, help=help_text, description=_doc(f"posttrain.{name}")), name)
-    for name, help_text in NOT_BUILT.items():
-        sub.add_parser(name, help=f"{help_text} (not built yet)").set_defaults(run=_not_available(name))
     return parser
 
 
@@ -63,14 +61,6 @@ def _doc(module: str) -> str:
     import importlib
 
     return (importlib.import_module(module).__doc__ or "").split("\n\n")[0]
-
-
-def _not_available(name: str) -> Command:
-    def run(args: argparse.Namespace) -> int:
-        print(f"posttrain {name}: not available yet in posttrain {_version()}.", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def _add_config_command(parser: argparse.ArgumentParser, config_cls: type, run: Callable) -> None:

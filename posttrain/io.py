@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_dir() -> Path:
+    """The root of posttrain's cache: `$POSTTRAIN_CACHE`, else `~/.cache/posttrain`."""
+    return Path(os.environ.get("POSTTRAIN_CACHE") or Path.home() / ".cache" / "posttrain")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically, as `atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode())

@@ -59,7 +59,7 @@ def token_logprobs_and_entropy(
     model: torch.nn.Module, batch: PackedBatch, temperature: float = 1.0, entropy: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`token_logprobs`, and (B, T) the entropy of each target's predicted distribution (detached; None if not asked)."""
-    rows, cols, logits_N_V = _target_logits(model, batch)
+    rows, cols, logits_N_V = target_logits(model, batch)
     logits_N_V = logits_N_V.to(torch.promote_types(logits_N_V.dtype, torch.float32)) / temperature
     log_z_N = torch.logsumexp(logits_N_V, dim=-1)
     picked_N = logits_N_V.gather(-1, batch.input_ids[rows, cols][:, None]).squeeze(-1)
@@ -73,8 +73,9 @@ def token_logprobs_and_entropy(
     return logprobs_B_T, torch.zeros_like(out, requires_grad=False).index_put((rows, cols), entropy_N)
 
 
-def _target_logits(model: torch.nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(rows, cols, logits) of every target slot: the logits predicting it, from its predecessor's slot."""
+def target_logits(model: torch.nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, cols, logits) of every target slot: the (N, V) logits predicting it, from its predecessor's slot (what
+    distillation compares between a student and a teacher)."""
     rows, cols = target_mask(batch).nonzero(as_tuple=True)  # (N,) each
     prev = batch.prev_slot[rows, cols]  # (N,)
     if model.config.model_type not in PLAIN_HEAD_MODEL_TYPES:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from posttrain.io import atomic_directory
+from posttrain.io import atomic_directory, cache_dir
 from posttrain.tiny import TINY_PRESETS, build_tiny
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -39,11 +39,6 @@ class LoraSpec:
     alpha: int = 32  # scaling numerator: the update is scaled by alpha / r
     dropout: float = 0.0  # dropout on the adapter input
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def cache_dir() -> Path:
-    """The root of posttrain's cache: `$POSTTRAIN_CACHE`, else `~/.cache/posttrain`."""
-    return Path(os.environ.get("POSTTRAIN_CACHE") or Path.home() / ".cache" / "posttrain")
 
 
 def load_policy(

@@ -222,8 +222,9 @@ class Runner:
                 f"ran: rerun it with --force {stage.name}"
             )
         log.info("stage %s: reused (same settings, inputs and parent)", stage.name)
-        kept = ("run", "seconds", "finished_at", "inputs", "posttrain_version", "git_revision", "parent_run")
-        return {key: before.get(key) for key in kept} | {"status": "reused"}
+        kept = ("run", "seconds", "finished_at", "inputs", "posttrain_version", "git_revision", "parent_run",
+                "decontamination")  # fmt: skip
+        return {key: before[key] for key in kept if key in before} | {"status": "reused"}
 
     def execute(self, stage: PlannedStage, action: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Run the stage through the registry ("resume" continues from its checkpoints); returns its lineage facts."""
@@ -243,14 +244,18 @@ class Runner:
         if "progress" in {f.name for f in dataclasses.fields(config)}:
             config = dataclasses.replace(config, progress=self.progress)
         started = time.perf_counter()
-        final = stage.kind.run(config)
-        return facts | {
-            "status": "done",
-            "seconds": time.perf_counter() - started,
-            "final": _relative(final, self.root),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "inputs": input_hashes(stage),
-        }
+        final = stage.kind.execute(config)
+        return (
+            facts
+            | {
+                "status": "done",
+                "seconds": time.perf_counter() - started,
+                "final": _relative(final, self.root),
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "inputs": input_hashes(stage),
+            }
+            | decontamination(self.root / stage.name)
+        )
 
     def run_of(self, name: str) -> str:
         """The id of the execution whose model `name` holds now ("base" for the base model)."""
@@ -364,6 +369,16 @@ class Runner:
             atomic_write_text(self.root / "results.md", table)
             print(table)
         print(f"report: {self.root / 'report.html'}")
+
+
+def decontamination(out: Path) -> dict[str, Any]:
+    """The stage's decontamination report in brief (`posttrain.decontam.gate`), for the lineage; {} if it has none."""
+    path = out / "decontamination" / "report.json"
+    if not path.exists():
+        return {}
+    report = json.loads(path.read_text())
+    keys = ("mode", "files", "methods", "offending_rows", "per_benchmark", "dropped", "unreadable_rows")
+    return {"decontamination": {k: report[k] for k in keys if k in report} | {"report": str(path.relative_to(out))}}
 
 
 def _relative(path: Path | str, root: Path) -> str:

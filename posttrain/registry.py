@@ -27,6 +27,7 @@ class Stage:
     help: str  # one line for `posttrain --help`
     load: Callable[[], tuple[type, StageRun]]  # imports the stage module only when asked
     inputs: tuple[str, ...] = ()  # config keys that name input files: hashed into the lineage (a change refuses reuse)
+    trains_on: tuple[str, ...] = ()  # config keys of training data: checked against benchmarks before the stage runs
     trains_model: bool = True  # takes a `model` and returns a final model directory
     reads_model: bool = False  # takes a `model` (in a recipe, its parent's) but makes data, not a model
 
@@ -45,6 +46,14 @@ class Stage:
         """The stage's run function."""
         return self.load()[1]
 
+    def execute(self, config: Any) -> Path:
+        """Run the stage, its training data first through the decontamination gate (`posttrain.decontam.gate`)."""
+        if self.trains_on:
+            from posttrain.gate import gate
+
+            config = gate(self.trains_on, config)
+        return self.run(config)
+
 
 def _sft():
     from posttrain.stages import sft
@@ -62,6 +71,12 @@ def _rlvr():
     from posttrain.stages import rlvr
 
     return rlvr.RLVRConfig, rlvr.run
+
+
+def _distill():
+    from posttrain.stages import distill
+
+    return distill.DistillConfig, distill.run
 
 
 def _constitution():
@@ -115,33 +130,48 @@ def _demo_data():
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("sft", "supervised fine-tuning on chat data", _sft, ("data", "eval_data")),
+        Stage("sft", "supervised fine-tuning on chat data", _sft, ("data", "eval_data"), trains_on=("data",)),
         Stage(
             "preference",
             "preference optimization: DPO, IPO, SimPO, KTO, ORPO; iterated rounds",
             _preference,
             ("data", "prompts"),
+            trains_on=("data", "prompts"),
         ),
         Stage(
-            "rlvr", "reinforcement learning from verifiable rewards: GRPO and variants", _rlvr, ("tasks", "eval_tasks")
+            "rlvr",
+            "reinforcement learning from verifiable rewards: GRPO and variants",
+            _rlvr,
+            ("tasks", "eval_tasks"),
+            trains_on=("tasks",),
+        ),
+        Stage(
+            "distill",
+            "on-policy distillation (GKD): the student samples, the teacher scores every token, generalised JSD",
+            _distill,
+            ("prompts", "eval_tasks"),
+            trains_on=("prompts",),
         ),
         Stage(
             "constitution",
             "critique and revision against a written constitution (Constitutional AI)",
             _constitution,
             ("prompts", "replay", "constitution"),
+            trains_on=("prompts", "replay"),
         ),
         Stage(
             "redteam",
             "the red-team loop: attack families, an archive, DPO on successful attacks, until held-out success plateaus",
             _redteam,
             ("seeds", "benign", "capability", "constitution"),
+            trains_on=("seeds", "benign"),
         ),
         Stage(
             "deliberative",
             "deliberative alignment's data: spec-citing reasoning traces, judged, as SFT records and rl tasks",
             _deliberative,
             ("harmful", "benign", "constitution"),
+            trains_on=("harmful", "benign"),
             trains_model=False,
             reads_model=True,
         ),
@@ -150,6 +180,7 @@ STAGES: dict[str, Stage] = {
             "train and compare guard classifiers: a probe on the policy's activations, sentence embeddings, a cascade",
             _guard,
             ("harmful", "harmless", "constitution"),
+            trains_on=("harmful", "harmless"),
             trains_model=False,
             reads_model=True,
         ),
@@ -166,6 +197,7 @@ STAGES: dict[str, Stage] = {
             "a model answers prompts; its finished, non-refusing answers become SFT records (teacher traces, replay)",
             _answers,
             ("prompts", "include"),
+            trains_on=("prompts", "include"),
             trains_model=False,
             reads_model=True,
         ),

@@ -15,7 +15,7 @@ import pytest
 from posttrain.data import load_records
 from posttrain.data.heldout import load_harmbench, load_independent_benign
 from posttrain.stages.answers import framed_copy, teacher_prompt, verdict
-from posttrain.types import Message, Rollout
+from posttrain.types import Message
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["Name a colour.", "Say hello.", "Count to three.", "Describe a tree.", "What is rain?"]
@@ -46,7 +46,7 @@ def answered(tmp_path_factory) -> Path:
     done = posttrain(
         "answers", "--model", "tiny-random-llama", "--prompts", str(prompts), "--include", str(include),
         "--output", str(tmp / "out"), "--max-new-tokens", "16", "--no-progress",
-        "stop=[e, a]", "frames=[roleplay, fiction]", "teacher_system=Answer briefly.",
+        "stop=[e, a]", "frames=[roleplay, fiction]", "teacher_system=Answer briefly.", "decontaminate=drop",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp / "out"
@@ -54,7 +54,8 @@ def answered(tmp_path_factory) -> Path:
 
 def test_every_prompt_is_counted_once_and_held_out_ones_are_not_answered(answered):
     counts = json.loads((answered / "manifest.json").read_text())["counts"]
-    assert counts["prompts"] == len(PROMPTS) + 2 and counts["heldout_near_duplicates"] == 2
+    gate = json.loads((answered / "decontamination" / "report.json").read_text())
+    assert gate["dropped"] == {"prompts": 2, "include": 0} and counts["prompts"] == len(PROMPTS)
     verdicts = sum(counts.get(k, 0) for k in ("kept", "unfinished", "empty", "refusal"))
     assert verdicts == len(PROMPTS)
     assert counts.get("kept", 0) >= 1, counts  # the stop strings end most tiny-model answers
@@ -80,21 +81,45 @@ def test_train_file_is_the_included_file_then_the_answers_and_loads_as_sft(answe
     assert len(load_records(answered / "train.jsonl", "sft").records) == len(lines)
 
 
-def rollout(text: str, finish: str) -> Rollout:
-    return Rollout((1,), (2,), (0.0,), text, finish)
-
-
 @pytest.mark.parametrize(
-    ("text", "finish", "expected"),
+    ("text", "finish", "correct", "expected"),
     [
-        ("Rain is water falling from clouds.", "stop", "kept"),
-        ("Rain is water falling from", "length", "unfinished"),
-        ("I can't help with that, because it could hurt someone.", "stop", "refusal"),
-        ("   ", "stop", "empty"),
+        ("Rain is water falling from clouds.", "stop", None, "kept"),
+        ("Rain is water falling from", "length", None, "unfinished"),
+        ("I can't help with that, because it could hurt someone.", "stop", None, "refusal"),
+        ("   ", "stop", None, "empty"),
+        ("I can't help with that, because it could hurt someone.", "stop", True, "kept"),  # the verifier decides
+        ("The answer is \\boxed{5}.", "stop", False, "wrong"),
     ],
 )
-def test_verdict(text, finish, expected):
-    assert verdict(rollout(text, finish)) == expected
+def test_verdict(text, finish, correct, expected):
+    assert verdict(text, finish, correct) == expected
+
+
+def test_teacher_traces_from_an_endpoint_keep_only_verified_answers(tmp_path, chat_server):
+    """A real HTTP teacher answers math right for even numbers and wrong for odd; one answer is cut off."""
+    rows = [{"prompt": f"What is {n} + {n}?", "verifier": "math", "answer": str(2 * n)} for n in range(1, 7)]
+    prompts = tmp_path / "math.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def respond(body):
+        n = int(body["messages"][-1]["content"].split()[2])
+        if n == 6:
+            return json.dumps(
+                {"choices": [{"message": {"content": "Let me think"}, "finish_reason": "length"}]}
+            ).encode()
+        return f"{n} + {n} = {2 * n if n % 2 == 0 else 2 * n + 1}. The answer is \\boxed{{{2 * n if n % 2 == 0 else 2 * n + 1}}}."
+
+    server = chat_server(respond)
+    out = tmp_path / "traces"
+    result = posttrain("answers", "--model", "teacher-7b", "--teacher-url", server.url, "--prompts", str(prompts),
+                       "--output", str(out), "--verify", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    kept = read(out / "answers.jsonl")
+    assert [r["messages"][0]["content"] for r in kept] == ["What is 2 + 2?", "What is 4 + 4?"]
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["kept"] == 2 and counts["wrong"] == 3 and counts["unfinished"] == 1
+    assert {body["model"] for body in server.requests} == {"teacher-7b"}
 
 
 def test_a_framed_copy_wraps_the_last_user_turn_and_leaves_the_row_alone():

@@ -98,14 +98,19 @@ def test_counts_match_sizes(built):
     _, rows, manifest = built
     sizes = MixSizes()
     train = manifest["counts"]["train"]
-    assert train["arithmetic"] + train["word_problem"] == sizes.arithmetic_train
+    dropped = manifest["decontamination_dropped"]  # word problems from the same template as a held-out one
+    assert 0 < dropped["train"] <= 20 and 0 < dropped["rl_train"] <= 30
+    assert train["arithmetic"] + train["word_problem"] == sizes.arithmetic_train - dropped["train"]
     assert train["refusal_advbench"] + train["refusal_dna"] == sizes.harmful_train
     assert train["benign"] == sizes.benign_train
     assert train["chat"] == sizes.chat_train
     assert train["everyday"] == sizes.everyday_train
-    assert len(rows["train"]) == (
-        sizes.arithmetic_train + sizes.harmful_train + sizes.benign_train + sizes.chat_train + sizes.everyday_train
+    assert (
+        len(rows["train"])
+        == (sizes.arithmetic_train + sizes.harmful_train + sizes.benign_train + sizes.chat_train + sizes.everyday_train)
+        - dropped["train"]
     )
+    assert sum(manifest["counts"]["rl_train"].values()) == sizes.rl_train - dropped["rl_train"]
     assert len(rows["sft_eval"]) == sizes.sft_eval
     assert manifest["counts"]["sft_eval"]["everyday"] == sizes.everyday_sft_eval
     assert set(manifest["counts"]["sft_eval"]) == set(train)  # every train generator is represented in sft_eval
@@ -298,7 +303,8 @@ def test_small_sizes_build(tmp_path):
         chat_train=1, everyday_train=2, sft_eval=6, everyday_sft_eval=1,
     )  # fmt: skip
     paths = build_demo_data(tmp_path, sizes, seed=3)
-    assert len(paths["train"].read_text().splitlines()) == 4 + 5 + 3 + 1 + 2
+    dropped = json.loads(paths["manifest"].read_text())["decontamination_dropped"]["train"]
+    assert len(paths["train"].read_text().splitlines()) == 4 + 5 + 3 + 1 + 2 - dropped
     assert len(paths["sft_eval"].read_text().splitlines()) == 6
 
 

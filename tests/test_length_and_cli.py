@@ -57,9 +57,3 @@ def test_help_lists_every_stage_and_validate():
     assert result.returncode == 0
     for command in ("sft", "preference", "rlvr", "run", "demo", "eval", "decontaminate", "validate"):
         assert command in result.stdout
-
-
-def test_unbuilt_stage_says_not_available_and_fails():
-    result = _posttrain("decontaminate")
-    assert result.returncode == 2
-    assert "not available yet" in result.stderr

@@ -216,7 +216,7 @@ def test_sigkill_mid_recipe_then_rerun_finishes_reusing_finished_stages(tmp_path
 
 BAD = {
     "not_yaml": ("stages: [name: sft\n  : :", "not valid YAML"),
-    "unknown_stage": ("stages:\n  - {name: x, stage: distill}", "stages[0] (x): stage: unknown stage 'distill'"),
+    "unknown_stage": ("stages:\n  - {name: x, stage: teleport}", "stages[0] (x): stage: unknown stage 'teleport'"),
     "missing_parent": ("stages:\n  - {name: sft, from: pre}", "stages[0] (sft).from: no stage named 'pre'"),
     "cycle": ("stages:\n  - {name: a, stage: sft, from: b}\n  - {name: b, stage: sft, from: a}",
               "stages[0] (a).from: 'b' runs at or after 'a': a cycle"),

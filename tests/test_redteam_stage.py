@@ -242,7 +242,7 @@ def test_sigkill_in_the_second_round_then_resume_reproduces_the_uninterrupted_ru
                 "rounds=2", "eval_seeds=2", "attacks_per_round=4", "mutations_per_round=2", "benign_per_round=2",
                 "adaptive_tries=1", "heldout_jailbreaks=1", "over_refusal_items=2", "max_new_tokens=8",
                 "eval_max_new_tokens=4", "max_steps=3", "save_every=1", "lr=1e-3", "precision=fp32",
-                "progress=false", "max_length=1024", "plateau_points=-1000", *extra]  # fmt: skip
+                "progress=false", "max_length=1024", "plateau_points=-1000", "decontaminate=drop", *extra]  # fmt: skip
 
     def outcome(out: Path):
         round_2 = out / "round_2"

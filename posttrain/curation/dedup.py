@@ -2,9 +2,10 @@
 are one question). The first record in file order is kept; each later copy is dropped naming the one it copies.
 
 - exact: the same question up to case and whitespace (punctuation and operators count, so "2+2" and "2*2" differ);
-- near: MinHash over word 5-gram shingles (lowercased, split on whitespace, so operators and numbers attached to
-  words still count), 128 permutations, candidates from an LSH index and kept apart when their estimated Jaccard
-  similarity is below the threshold (0.8 by default). The estimate's standard error is about 0.035 at 0.8, so pairs
+- near: MinHash over word 5-gram shingles of the normalised words (`posttrain.decontam.ngrams.words`: case and
+  punctuation ignored, numbers and arithmetic symbols kept) with decontamination's signatures
+  (`posttrain.decontam.methods.minhash_signatures`, 128 permutations), candidates from an LSH index and kept apart
+  when their estimated Jaccard similarity is below the threshold (0.8 by default). The estimate's standard error is about 0.035 at 0.8, so pairs
   right at the threshold may go either way. A question under five words is one shingle: only its exact copies match.
 """
 
@@ -14,6 +15,8 @@ from tqdm.auto import tqdm
 
 from posttrain.curation.items import Item
 from posttrain.curation.rules import Dropped, Outcome
+from posttrain.decontam.methods import minhash_signatures
+from posttrain.decontam.ngrams import words
 
 SHINGLE_WORDS = 5
 NUM_PERM = 128
@@ -38,23 +41,16 @@ def exact_duplicates(items: list[Item]) -> Outcome:
     return Outcome(kept, dropped)
 
 
-def shingles(text: str) -> set[bytes]:
-    """The word 5-grams of the lowercased text (the whole text as one when it is shorter)."""
-    words = text.lower().split()
-    n = min(SHINGLE_WORDS, len(words))
-    return {" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)}
-
-
 def near_duplicates(items: list[Item], threshold: float = 0.8, progress: bool = False) -> Outcome:
     """Drop every record whose question has an estimated Jaccard similarity >= `threshold` (word 5-gram shingles,
     MinHash) with an earlier kept record's."""
-    try:
-        from datasketch import MinHash, MinHashLSH
-    except ImportError as err:
-        raise ImportError("near-duplicate removal needs datasketch: pip install datasketch") from err
+    from datasketch import MinHashLSH
+
     if not items:
         return Outcome([], [])
-    hashes = MinHash.bulk([shingles(item.prompt) for item in items], num_perm=NUM_PERM)
+    hashes = minhash_signatures(
+        [words(item.prompt) for item in items], NUM_PERM, SHINGLE_WORDS, sizes=(0, float("inf"))
+    )
     index = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     kept, dropped = [], []
     for i in tqdm(range(len(items)), desc="near-duplicates", disable=not progress, unit="record"):

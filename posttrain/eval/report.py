@@ -149,7 +149,7 @@ def stages_section(lineage: Mapping) -> h.Html:
     total = sum(s.get("seconds") or 0 for s in stages)
     rows.append([h.Html("<b>total</b>"), "", "", "", (h.seconds(total), "num"), "", "", ""])
     header = ["stage", "kind", "from", "status", "wall time", "finished", "gates", "eval"]
-    return h.join([h.table(header, rows), gates_table(stages)])
+    return h.join([h.table(header, rows), gates_table(stages), decontamination_table(stages)])
 
 
 def _stage_row(stage: Mapping, longest: float) -> list:
@@ -182,6 +182,25 @@ def gates_table(stages: Sequence[Mapping]) -> h.Html:
         if rows
         else h.Html("")
     )
+
+
+def decontamination_table(stages: Sequence[Mapping]) -> h.Html:
+    """Per stage that trains on files, the decontamination gate's verdict (`posttrain.gate`): its mode, the
+    benchmarks its data matched (items hit, rows), what was dropped and by which methods; empty when none ran."""
+    rows = []
+    for stage in stages:
+        report = stage.get("decontamination")
+        if not report:
+            continue
+        hits = report.get("per_benchmark") or {}
+        found = "; ".join(f"{name}: {e['items_hit']} items, {e['rows']} rows" for name, e in hits.items())
+        dropped = sum((report.get("dropped") or {}).values())
+        checked = "not checked" if report["mode"] == "off" else found or "no overlap"
+        methods = ", ".join(report.get("methods") or {}) or "—"
+        rows.append([stage.get("name"), h.badge(report["mode"]), ", ".join(report.get("files") or {}), checked,
+                     (dropped, "num"), methods])  # fmt: skip
+    header = ["stage", "mode", "training files", "overlap with held-out benchmarks", "rows dropped", "methods"]
+    return h.join([h.tag("h3", "Decontamination"), h.table(header, rows)]) if rows else h.Html("")
 
 
 def curves_section(root: Path, lineage: Mapping) -> h.Html:

@@ -1,7 +1,7 @@
 """The named evaluation suites of `posttrain eval`: which held-out set, how its replies are judged, how long they are.
 
 The first suites are the demo's held-out sets (`posttrain.demo.mix.build_demo_data`, seed 0), built once into
-`<cache>/eval_sets/` (see `posttrain.models.cache_dir`) and reused. The cache key holds a hash of the code and the
+`<cache>/eval_sets/` (see `posttrain.io.cache_dir`) and reused. The cache key holds a hash of the code and the
 package versions the sets are built from, so a change to the demo mix builds a fresh copy instead of reusing a stale
 one. `data_dir` points at a directory of those files instead.
 
@@ -39,8 +39,7 @@ from pathlib import Path
 from posttrain.data.heldout import CONTRAST_PAIRS, INDEPENDENT_BENIGN
 from posttrain.eval import independent
 from posttrain.eval.nll import CHAT_HELDOUT
-from posttrain.io import atomic_directory
-from posttrain.models import cache_dir
+from posttrain.io import atomic_directory, cache_dir
 from posttrain.rewards.math import MathVerifier
 from posttrain.rewards.refusal import is_refusal
 from posttrain.rewards.spec import judge_trace, parse_trace

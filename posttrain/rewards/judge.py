@@ -123,15 +123,21 @@ class OpenAICompatibleLM:
     retries: int = 2  # extra attempts after a timeout, a connection error or a 5xx answer
     backoff_s: float = 0.5  # first wait between attempts; doubles each time
     max_tokens: int = 256  # reply length cap: room to reason before the score
+    temperature: float = 0.0  # greedy unless asked
 
     def complete(self, messages: list[Message]) -> str:
         """The endpoint's reply; raises LMUnavailable when every attempt failed."""
+        return self.reply(messages)[0]
+
+    def reply(self, messages: list[Message]) -> tuple[str, str]:
+        """(the endpoint's reply, its finish reason: "stop" when the server gives none, "length" when cut off);
+        raises LMUnavailable when every attempt failed."""
         body = json.dumps(
             {
                 "model": self.model,
                 "messages": [m.as_dict() for m in messages],
                 "max_tokens": self.max_tokens,
-                "temperature": 0.0,
+                "temperature": self.temperature,
             }
         ).encode()
         request = urllib.request.Request(
@@ -155,12 +161,13 @@ class OpenAICompatibleLM:
                 last_error = f"{type(err).__name__}: {err}"
                 continue
             try:
-                content = json.loads(body)["choices"][0]["message"]["content"]
+                choice = json.loads(body)["choices"][0]
+                content, finish = choice["message"]["content"], choice.get("finish_reason") or "stop"
             except (ValueError, KeyError, IndexError, TypeError) as err:
                 raise LMUnavailable(f"{self.base_url}: malformed chat-completions answer ({err!r})") from err
             if not isinstance(content, str):
                 raise LMUnavailable(f"{self.base_url}: the answer has no text content")
-            return content
+            return content, finish
         raise LMUnavailable(f"{self.base_url}: {last_error} after {self.retries + 1} attempt(s)")
 
 

@@ -35,6 +35,7 @@ import torch
 
 from posttrain.data import load_records
 from posttrain.data.heldout import drop_heldout_near_duplicates
+from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_directory
 from posttrain.models import LoraSpec
 from posttrain.render import render_messages, render_prompt
@@ -55,7 +56,7 @@ log = logging.getLogger("posttrain.constitution")
 
 
 @dataclass(frozen=True)
-class ConstitutionConfig:
+class ConstitutionConfig(DecontaminationOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     prompts: str = option("", "prompts (rl schema) with verifier 'refusal' (harmful) or 'compliance' (benign)")
     replay: str = option("", "benign SFT records (sft schema) mixed into each round's training data; empty: none")

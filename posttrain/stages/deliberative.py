@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_write_text
 from posttrain.rewards.judge import CHAT_LMS, ChatLM, ChatLMSpec, chat_lm
 from posttrain.rewards.spec import judge_trace, parse_trace
@@ -39,7 +40,7 @@ from posttrain.types import Message
 
 
 @dataclass(frozen=True)
-class DeliberativeConfig:
+class DeliberativeConfig(DecontaminationOptions):
     model: str = option("smollm2-135m-instruct", "the teacher when teacher=self")
     harmful: str = option("", "harmful requests (rl schema, verifier 'refusal' rows)")
     benign: str = option("", "benign SFT records: requests with helpful answers (the templated teacher's answers)")

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from posttrain.data.heldout import drop_heldout_near_duplicates, read_lines
+from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_write_json
 from posttrain.models import load_policy
 from posttrain.render import render_prompt
@@ -60,7 +61,7 @@ HARMLESS_SOURCES = ("benign", "everyday")  # demo-mix training rows whose prompt
 
 
 @dataclass(frozen=True)
-class GuardConfig:
+class GuardConfig(DecontaminationOptions):
     model: str = option("smollm2-135m-instruct", "the policy whose activations the probe reads")
     output: str = option("runs/guard", "run directory: guard/, embedding_guard/, cascade.json, guard_eval.json")
     constitution: str = option("", "constitution YAML whose categories give examples; empty: posttrain's default")

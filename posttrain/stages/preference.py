@@ -33,6 +33,7 @@ import torch
 from posttrain.data import load_records
 from posttrain.data.pairs import GroupData, load_groups
 from posttrain.eval.diversity import sample_diversity
+from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_directory
 from posttrain.logprobs import per_sequence_count, per_sequence_sum, token_logprobs
 from posttrain.losses.kto import kto_loss
@@ -55,7 +56,7 @@ log = logging.getLogger("posttrain.preference")
 
 
 @dataclass(frozen=True)
-class PreferenceConfig:
+class PreferenceConfig(DecontaminationOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     data: str = option("", "offline data: preference schema, or kto schema for method=kto")
     output: str = option("runs/preference", "run directory")

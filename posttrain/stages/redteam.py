@@ -41,6 +41,7 @@ from posttrain.data import load_records
 from posttrain.data.heldout import load_independent_benign
 from posttrain.eval.redteam import AttackEval, eval_items, evaluate_round, heldout_curve, plateaued, write_curves
 from posttrain.eval.suites import independent_sets
+from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_directory, atomic_write_json
 from posttrain.models import LoraSpec, load_policy
 from posttrain.rewards.judge import CHAT_LMS, ChatLM, ChatLMSpec, chat_lm
@@ -68,7 +69,7 @@ TRAIN_FAMILIES = (
 
 
 @dataclass(frozen=True)
-class RedteamConfig:
+class RedteamConfig(DecontaminationOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     seeds: str = option("", "seed requests (rl schema); rows with verifier 'refusal' are attacked, others skipped")
     benign: str = option("", "benign SFT records (sft schema): requests framed like the attacks, answers chosen")

@@ -53,6 +53,7 @@ from posttrain.data.length import check_prompt_lengths
 from posttrain.envs.catalog import ENVS
 from posttrain.envs.episodes import run_groups
 from posttrain.eval.passk import pass_rates
+from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_write_json
 from posttrain.losses.policy import POLICY_LOSSES
 from posttrain.models import LoraSpec, load_tokenizer, save_model
@@ -76,7 +77,7 @@ log = logging.getLogger("posttrain.rlvr")
 
 
 @dataclass(frozen=True)
-class RLVRConfig:
+class RLVRConfig(DecontaminationOptions):
     model: str = option("smollm2-135m-instruct", "model spec: HF directory, smollm2-135m-instruct or tiny-random-*")
     tasks: str = option("", "training tasks (rl schema)")
     eval_tasks: str = option("", "held-out tasks (rl schema) for pass@k; empty: no evaluation")
@@ -141,6 +142,13 @@ class PromptBatch:
     """The training tasks of one step, by index."""
 
     sequence_indices: tuple[int, ...]
+
+
+def prompt_batches(n_tasks: int, per_step: int, seed: int, epoch: int) -> list[PromptBatch]:
+    """One epoch's steps: the tasks shuffled by (seed, epoch), `per_step` to a step, an incomplete last step left out."""
+    order = list(range(n_tasks))
+    random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
+    return [PromptBatch(tuple(sorted(order[s : s + per_step]))) for s in range(0, n_tasks - per_step + 1, per_step)]
 
 
 def compute_advantages(config: RLVRConfig, rewards_P_G: torch.Tensor) -> torch.Tensor:
@@ -240,11 +248,7 @@ def run(config: RLVRConfig) -> Path:
     reference = reference_policy(model, enabled=config.kl_beta > 0)
     learner = LEARNERS.get(config.loss, group_learner)(run, model, tokenizer, reference)
 
-    def batches_for(epoch: int) -> list[PromptBatch]:
-        order = list(range(len(train)))
-        random.Random(f"{config.seed}:epoch:{epoch}").shuffle(order)
-        P = config.prompts_per_step
-        return [PromptBatch(tuple(sorted(order[s : s + P]))) for s in range(0, len(order) - P + 1, P)]
+    batches_for = functools.partial(prompt_batches, len(train), config.prompts_per_step, config.seed)
 
     def step(index: int, micro: list[PromptBatch]) -> dict[str, float]:
         sampler.sync()

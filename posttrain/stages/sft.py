@@ -23,6 +23,7 @@ from pathlib import Path
 
 from posttrain.data import load_records
 from posttrain.eval.nll import eval_loss
+from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_write_json
 from posttrain.logprobs import target_mask, token_logprobs
 from posttrain.losses.sft import sft_loss
@@ -38,7 +39,7 @@ log = logging.getLogger("posttrain.sft")
 
 
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTConfig(DecontaminationOptions):
     model: str = option("smollm2-135m-instruct", "model spec: HF directory, smollm2-135m-instruct or tiny-random-*")
     data: str = option("", "training data (sft schema): .jsonl, .parquet or a datasets directory")
     eval_data: str = option("", "held-out data for the eval loss (sft schema); empty: no eval")
