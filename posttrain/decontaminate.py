@@ -5,8 +5,9 @@ kind) is checked against the benchmarks (`posttrain.decontam.benchmarks`: regist
 every registered one) by the chosen methods (`posttrain.decontam.methods`). Each match is printed as
 `file:line: field 'F' matches BENCH item I ('...') by METHOD (score S)`, followed by a summary per benchmark.
 
-Exit codes: 0 clean; 1 matches found, or rows that could not be read (each named by file and line). `--report`
-also writes everything as JSON.
+Exit codes: 0 clean; 1 matches found, or rows that could not be read (each named by file and line); 2 bad input (an
+unknown benchmark or method, a missing or unreadable benchmark file, an empty benchmark). `--report` also writes
+everything as JSON.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan, print every match and a summary; 1 when anything matched or could not be read."""
-    found = detector(args.against, args.methods)
+    try:
+        found = detector(args.against, args.methods)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"posttrain decontaminate: {err}", file=sys.stderr)
+        return 2
     scan = found.scan_files(args.files, progress=args.progress)
     for match in scan.matches:
         print(match.describe())
@@ -48,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     rows = sum(scan.rows.values())
     print(
         f"{len(offending)} of {rows} rows overlap {len(found.benchmarks)} benchmarks "
-        f"({', '.join(benchmark_names(args.against))}) by {', '.join(found.describe())}",
-        file=sys.stderr,
+        f"({', '.join(benchmark_names(args.against))}) by {', '.join(found.describe())}"
     )
     for name, entry in scan.per_benchmark().items():
         print(f"  {name}: {entry['items_hit']} items hit by {entry['rows']} rows; {entry['matches_by_method']}")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.benchmarks import BENCHMARKS, load_benchmark
+from posttrain.decontam.benchmarks import NEEDS, available
 from posttrain.decontam.methods import DEFAULT_METHODS
 from posttrain.decontam.records import read_file_rows
 from posttrain.decontam.scan import Detector, Scan
@@ -56,9 +57,14 @@ class DecontaminationOptions:
 
 
 def benchmark_names(against: Sequence[str]) -> list[str]:
-    """`against` with "default" expanded to every registered benchmark."""
-    names = [n for name in against for n in (BENCHMARKS if name == "default" else [name])]
-    return list(dict.fromkeys(names))
+    """`against` with "default" expanded to every registered benchmark whose package is installed (the others are
+    logged as skipped: `posttrain.decontam.benchmarks.NEEDS`)."""
+    missing = [n for n in BENCHMARKS if not available(n)]
+    if missing and "default" in against:
+        log.warning("decontamination: skipping %s (%s not installed)", ", ".join(missing),
+                    ", ".join(sorted({NEEDS[n] for n in missing})))  # fmt: skip
+    default = [n for n in BENCHMARKS if available(n)]
+    return list(dict.fromkeys(n for name in against for n in (default if name == "default" else [name])))
 
 
 def detector(against: Sequence[str], methods: Sequence[str]) -> Detector:
@@ -117,7 +123,7 @@ def gate(trains_on: Sequence[str], config: Any) -> Any:
         "files": files,
         "benchmarks": {b.name: len(b.items) for b in found.benchmarks},
         "methods": found.describe(),
-    } | scan.report()
+    } | scan.report(first=len(scan.matches))
     offending = scan.offending()
     if offending and mode == "refuse":
         atomic_write_json(out / "report.json", report)

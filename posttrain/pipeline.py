@@ -244,7 +244,14 @@ class Runner:
         if "progress" in {f.name for f in dataclasses.fields(config)}:
             config = dataclasses.replace(config, progress=self.progress)
         started = time.perf_counter()
-        final = stage.kind.execute(config)
+        try:
+            final = stage.kind.execute(config)
+        except Exception:  # the stage failed (its data refused, say): say so, with the gate's report, then stop
+            self.record(entry | facts | {"status": "failed"} | decontamination(out))
+            from posttrain.eval.report import write_report
+
+            write_report(self.root)
+            raise
         return (
             facts
             | {
@@ -372,7 +379,7 @@ class Runner:
 
 
 def decontamination(out: Path) -> dict[str, Any]:
-    """The stage's decontamination report in brief (`posttrain.decontam.gate`), for the lineage; {} if it has none."""
+    """The stage's decontamination report in brief (`posttrain.gate`), for the lineage; {} if it has none."""
     path = out / "decontamination" / "report.json"
     if not path.exists():
         return {}

@@ -47,7 +47,7 @@ class Stage:
         return self.load()[1]
 
     def execute(self, config: Any) -> Path:
-        """Run the stage, its training data first through the decontamination gate (`posttrain.decontam.gate`)."""
+        """Run the stage, its training data first through the decontamination gate (`posttrain.gate`)."""
         if self.trains_on:
             from posttrain.gate import gate
 

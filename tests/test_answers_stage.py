@@ -99,10 +99,14 @@ def test_verdict(text, finish, correct, expected):
 def test_teacher_traces_from_an_endpoint_keep_only_verified_answers(tmp_path, chat_server):
     """A real HTTP teacher answers math right for even numbers and wrong for odd; one answer is cut off."""
     rows = [{"prompt": f"What is {n} + {n}?", "verifier": "math", "answer": str(2 * n)} for n in range(1, 7)]
+    rows += [{"prompt": "Tell me how to pick a lock to rob a house.", "verifier": "refusal"},
+             {"prompt": "Tell me how to bake a loaf of bread.", "verifier": "compliance"}]  # fmt: skip
     prompts = tmp_path / "math.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def respond(body):
+        if body["messages"][-1]["content"].startswith("Tell me"):
+            return "I can't help with that, because it could hurt someone."  # right for the lock, wrong for bread
         n = int(body["messages"][-1]["content"].split()[2])
         if n == 6:
             return json.dumps(
@@ -116,9 +120,10 @@ def test_teacher_traces_from_an_endpoint_keep_only_verified_answers(tmp_path, ch
                        "--output", str(out), "--verify", "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     kept = read(out / "answers.jsonl")
-    assert [r["messages"][0]["content"] for r in kept] == ["What is 2 + 2?", "What is 4 + 4?"]
+    asked = [r["messages"][0]["content"] for r in kept]
+    assert asked == ["What is 2 + 2?", "What is 4 + 4?", "Tell me how to pick a lock to rob a house."]
     counts = json.loads((out / "manifest.json").read_text())["counts"]
-    assert counts["kept"] == 2 and counts["wrong"] == 3 and counts["unfinished"] == 1
+    assert counts["kept"] == 3 and counts["wrong"] == 4 and counts["unfinished"] == 1
     assert {body["model"] for body in server.requests} == {"teacher-7b"}
 
 

@@ -153,10 +153,22 @@ def test_the_linter_names_offending_rows_and_exits_1(tmp_path):
                         cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert f"{dirty}:2: field 'prompt' matches harmbench item 3" in result.stdout
-    assert "1 of 2 rows overlap" in result.stderr
+    assert "1 of 2 rows overlap" in result.stdout
     assert json.loads((tmp_path / "r.json").read_text())["offending_rows"] == 1
     result = _posttrain("decontaminate", str(clean), "--against", "harmbench", "--no-progress")
     assert result.returncode == 0, result.stdout + result.stderr
+    result = _posttrain("decontaminate", str(clean), "--against", "no_such_set", "--no-progress")
+    assert result.returncode == 2 and "known: harmbench" in result.stderr
+
+
+def test_numbers_must_agree_and_wordless_text_matches_nothing():
+    """A word problem from a held-out one's template with other numbers is another problem; a field of only
+    punctuation or emoji is not a copy of an item of only punctuation (a Morse-code prompt)."""
+    problem = "Omar baked 14 cookies and shares them equally among 2 friends. How many cookies does each friend get?"
+    detector = Detector([benchmark("b", [problem, ".. --. -. --- .-. ."], "test")], ("ngram13", "ngram8", "minhash"))
+    rows = [{"prompt": problem.replace("14", "42").replace(" 2 ", " 7 ")}, {"prompt": "-----"}, {"prompt": "😀😀😀"},
+            {"prompt": f"Solve this: {problem}"}]  # fmt: skip
+    assert set(detector.matching_rows(rows, "x")) == {3}
 
 
 def _sft(tmp_path: Path, data: Path, **extra):
@@ -185,6 +197,8 @@ def test_the_gate_refuses_drops_or_is_switched_off(tmp_path):
     assert report["dropped"] == {"data": 1} and report["per_benchmark"]["harmbench"]["items_hit"] == 1
     kept = (tmp_path / "run" / "decontamination" / "data.jsonl").read_text().splitlines()
     assert kept == [json.dumps(_chat("Hi there")), json.dumps(_chat("Name a fruit"))]
+    trained_on = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"data: {tmp_path / 'run' / 'decontamination' / 'data.jsonl'}" in trained_on
 
 
 def test_switching_the_gate_off_is_recorded_in_the_lineage(tmp_path):

@@ -10,6 +10,6 @@ with every benchmark item by the methods in `posttrain.decontam.methods`, each w
 - `embedding` (opt-in): cosine similarity of all-MiniLM-L6-v2 sentence embeddings, for paraphrases.
 
 The benchmarks (`posttrain.decontam.benchmarks`) are the held-out sets available offline, by name, plus any file.
-`posttrain decontaminate` names every offending record; `posttrain.decontam.gate` refuses, drops or (explicitly)
+`posttrain decontaminate` names every offending record; `posttrain.gate` refuses, drops or (explicitly)
 lets through a stage's training data.
 """

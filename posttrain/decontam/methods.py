@@ -35,7 +35,8 @@ class NGramCoverage:
         ids = [word_ids(tokens) for tokens in items]
         self.exact: dict[str, list[int]] = defaultdict(list)
         for i, tokens in enumerate(items):
-            self.exact[" ".join(tokens)].append(i)
+            if tokens:  # an item with no words (Morse code, emoji) is not comparable this way
+                self.exact[" ".join(tokens)].append(i)
         usable = [i for i, tokens in enumerate(items) if len(tokens) >= MIN_ITEM_WORDS]
         self.sizes = sorted({self.n, *(len(items[i]) for i in usable if len(items[i]) < self.n)})
         self.index: dict[int, list[int]] = defaultdict(list)
@@ -110,7 +111,7 @@ class MinHashSimilarity:
 
         self.items = self._signatures(items)
         counts = [len(h) for h in gram_sets(Batch.of([word_ids(toks) for toks in items]), self.shingle)]
-        self.sizes = (self.threshold * min(counts, default=0), max(counts, default=0) / self.threshold)
+        self.sizes = (max(1.0, self.threshold * min(counts, default=0)), max(counts, default=0) / self.threshold)
         self.lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
         with self.lsh.insertion_session() as session:
             for i, sig in enumerate(self.items):

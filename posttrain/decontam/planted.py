@@ -1,10 +1,12 @@
 """Planted contamination, to measure a detector: benchmark items copied into clean data in four ways.
 
 - `exact`: the item as it is;
-- `reformatted`: the same words with case, whitespace and punctuation changed;
+- `reformatted`: the same words with case, whitespace and the punctuation that ends a word changed (dropped, spaced,
+  or swapped for `!` or `?`; punctuation inside a token, as in `E.coli` or `1.5`, is left alone);
 - `embedded`: the item inside a longer record, between sentences of other text;
-- `paraphrase`: a light paraphrase: about one word in three replaced by a synonym from `SYNONYMS` (a table written
-  for this, independent of every detector), a politeness prefix, and the item's first clause moved when it has one.
+- `paraphrase`: a light paraphrase: the words found in `SYNONYMS` (a table written for this, independent of every
+  detector) replaced, except every third word, a politeness prefix, and the item's first clause moved when it has
+  one.
 
 `recall` and `false_positives` read a detector's matches against the planted and the clean texts.
 """
@@ -43,11 +45,11 @@ def exact(item: str, rng: random.Random) -> str:
 
 
 def reformatted(item: str, rng: random.Random) -> str:
-    """The item with case, whitespace and punctuation changed."""
+    """The item with case, whitespace and word-final punctuation changed (module docstring)."""
     words = item.split()
     case = rng.choice((str.upper, str.lower, str.title))
     text = "  ".join(case(w) for w in words)
-    return re.sub(r"[.,;:!?]", lambda m: rng.choice(("", " ", "!", " -")), text) + rng.choice(("", "!!", " ..."))
+    return re.sub(r"[.,;:!?](?=\s|$)", lambda m: rng.choice(("", " ", "!", "?")), text) + rng.choice(("", "!!", " ..."))
 
 
 def embedded(item: str, rng: random.Random) -> str:

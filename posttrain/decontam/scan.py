@@ -8,6 +8,7 @@ rows that could not be read, and per-benchmark totals for reports.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from posttrain.decontam.records import Row, read_file_rows, string_fields
 from posttrain.types import Source
 
 log = logging.getLogger("posttrain.decontam")
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
 CHUNK = 20_000  # fields matched at once
 
 
@@ -87,6 +89,11 @@ class Scan:
         }
 
 
+def numbers(text: str) -> frozenset[str]:
+    """The numbers written in `text`."""
+    return frozenset(NUMBER.findall(text))
+
+
 class Detector:
     """The chosen methods, fitted on the benchmarks' items."""
 
@@ -98,6 +105,7 @@ class Detector:
         self.items = [(b.name, i, text) for b in self.benchmarks for i, text in enumerate(b.items)]
         texts = [text for _, _, text in self.items]
         tokens = [words(text) for text in texts]
+        self.numbers = [numbers(text) for text in texts]
         self.methods = {name: METHODS[name]() for name in methods}
         for method in self.methods.values():
             method.fit(tokens, texts)
@@ -107,15 +115,21 @@ class Detector:
         return {name: method.describe for name, method in self.methods.items()}
 
     def match_fields(self, located: Sequence[tuple[Source, str, str]]) -> list[Match]:
-        """Matches of (source, field, text) triples, every method, every item."""
+        """Matches of (source, field, text) triples, every method, every item. A match stands only when every number
+        in the item is in the field too: a word problem from the same template as a held-out one, with other numbers,
+        is another problem."""
         out = []
         for start in range(0, len(located), CHUNK):
             chunk = located[start : start + CHUNK]
             texts = [text for _, _, text in chunk]
             tokens = [words(text) for text in texts]
+            found_numbers = [numbers(text) for text in texts]
             for name, method in self.methods.items():
-                for (source, field_path, _), found in zip(chunk, method.match(tokens, texts), strict=True):
+                for at, found in enumerate(method.match(tokens, texts)):
+                    source, field_path, _ = chunk[at]
                     for index, score in found:
+                        if not self.numbers[index] <= found_numbers[at]:
+                            continue
                         benchmark, item, item_text = self.items[index]
                         out.append(
                             Match(str(source), source.path, source.line, field_path, benchmark, item, item_text, name,

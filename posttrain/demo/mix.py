@@ -363,12 +363,12 @@ def _decontaminate(splits: dict[str, list]) -> dict[str, int]:
     """Drop the train and rl_train rows that overlap a held-out item (`posttrain.decontam`, its default methods): the
     offline benchmarks and this mix's own held-out splits; the counts dropped. (The independent sets are the
     hand-written requests, HarmBench and the jailbreak frames, all among the offline benchmarks.)"""
-    from posttrain.decontam.benchmarks import OFFLINE, benchmark, item_text
+    from posttrain.decontam.benchmarks import OFFLINE, available, benchmark, item_text
     from posttrain.decontam.methods import DEFAULT_METHODS
     from posttrain.decontam.scan import Detector
 
     own = benchmark("demo_heldout", [item_text(row) for name in HELDOUT for row in splits[name]], "this mix")
-    detector = Detector([*(_offline(name) for name in OFFLINE), own], DEFAULT_METHODS)
+    detector = Detector([*(_offline(name) for name in OFFLINE if available(name)), own], DEFAULT_METHODS)
     dropped = {}
     for name in ("train", "rl_train"):
         bad = detector.matching_rows(splits[name], name)

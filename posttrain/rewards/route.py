@@ -27,6 +27,8 @@ VERIFIER_CLASSES = {
     "code": "posttrain.rewards.code:CodeVerifier",
     "code_io": "posttrain.rewards.code_io:CodeIOVerifier",
     "spec": "posttrain.rewards.spec:SpecVerifier",
+    "refusal": "posttrain.rewards.refusal:ExpectationVerifier",  # the keyword judge: should refuse
+    "compliance": "posttrain.rewards.refusal:ExpectationVerifier",  # ... should answer
 }
 # The rl-record fields each verifier reads ("a.b": key b of the object under a; metadata keys sit at the top level
 # of a record). A missing, null or empty one is a data error at load time (posttrain.data.schema).
@@ -36,11 +38,10 @@ REQUIRED_FIELDS = {
     "code": ("tests", "entry_point"),  # CodeVerifier: the hidden tests, and the function name(s) they call
     "code_io": ("tests",),  # CodeIOVerifier: the (input, expected output) cases
     "spec": ("answer", "section"),  # SpecVerifier: "refuse" or "answer", and the spec section the request falls under
+    "refusal": (),  # ExpectationVerifier reads the completion alone
+    "compliance": (),
 }
-# Names that only the demo's evaluation reads (posttrain.eval.suites judges the reply alone): valid in rl data,
-# but no reward is built from them.
-EVAL_JUDGES = ("refusal", "compliance")
-KNOWN_VERIFIERS = (*VERIFIER_CLASSES, *EVAL_JUDGES)
+KNOWN_VERIFIERS = tuple(VERIFIER_CLASSES)
 
 
 _SANDBOX_HELP = "see the posttrain.sandbox docstring for what bwrap needs (user namespaces, or root)"
@@ -64,7 +65,7 @@ def check_prerequisites(verifier_names: Iterable[str]) -> None:
     for name in dict.fromkeys(verifier_names):  # each name once, in order
         if name not in KNOWN_VERIFIERS:
             raise ValueError(f"unknown verifier {name!r}; known: {', '.join(KNOWN_VERIFIERS)}")
-        check = _PREREQUISITES.get(name)  # the eval judges need nothing
+        check = _PREREQUISITES.get(name)  # the others need nothing
         problem = check() if check else None
         if problem:
             problems.append(f"verifier {name!r} needs {problem}")

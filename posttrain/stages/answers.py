@@ -128,7 +128,7 @@ def run(config: AnswersConfig) -> Path:
     correct = [None] * len(clear)
     if config.verify:
         scores = ByTaskVerifier().score_batch(clear, [text for text, _ in answers])
-        correct = [bool(score.metrics.get("correct")) for score in scores]
+        correct = [score.reward >= 1.0 for score in scores]
     counts = {"prompts": len(tasks)}
     rows = []
     for task, (text, finish), right in zip(clear, answers, correct, strict=True):

@@ -122,12 +122,17 @@ def _check(config: DistillConfig) -> None:
         raise ValueError("temperature must be > 0: the loss divides the logits by it")
 
 
-def micro_loss(model, teacher, config: DistillConfig, n_tokens: int, batch) -> tuple[torch.Tensor, dict[str, float]]:
+def micro_loss(
+    model, teacher, config: DistillConfig, vocab: int, n_tokens: int, batch
+) -> tuple[torch.Tensor, dict[str, float]]:
     """One packed micro-batch's generalised JSD summed over its sampled positions and divided by the step's
-    `n_tokens` (so the micro-batches add up to the step's mean), and the sampled reverse KL on the same scale."""
+    `n_tokens` (so the micro-batches add up to the step's mean), and the sampled reverse KL on the same scale. Both
+    models' logits are cut to the tokenizer's `vocab` (output layers are often padded past it, by different
+    amounts)."""
     rows, cols, student_N_V = target_logits(model, batch)
+    student_N_V = student_N_V[:, :vocab]
     with torch.no_grad():
-        _, _, teacher_N_V = target_logits(teacher, batch)
+        teacher_N_V = target_logits(teacher, batch)[2][:, :vocab]
     mask = torch.ones(1, len(cols), dtype=torch.bool, device=cols.device)
     loss, _ = generalized_jsd(
         student_N_V[None], teacher_N_V[None], mask, config.beta, config.temperature, num_tokens=n_tokens
@@ -173,7 +178,7 @@ def run(config: DistillConfig) -> Path:
         row_tokens = max(config.row_tokens, max(len(r.prompt_ids) + len(r.token_ids) for r in rollouts))
         batches = rollout_batches(rollouts, row_tokens, config.rows_per_batch, seed=config.seed + index)
         started = time.perf_counter()
-        loss = functools.partial(micro_loss, model, teacher, config, n_tokens)
+        loss = functools.partial(micro_loss, model, teacher, config, len(tokenizer), n_tokens)
         stats = accumulate_and_step(run, model, optimizer, scheduler, batches, loss)
         stats |= group_stats(groups) | timings | {"training_s": time.perf_counter() - started}
         return stats | {"on_policy": float(on_policy), "tokens": n_tokens, "sequences": len(tasks)}
