@@ -44,7 +44,7 @@ def run_posttrain(args) -> dict:
     )  # fmt: skip
     distill.run(config)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"step_time_s": [r["step_time_s"] for r in rows], "jsd": [r["jsd"] for r in rows]}
+    return {"step_time_s": [r["step_time_s"] for r in rows], "loss": [r["loss"] for r in rows]}
 
 
 def run_trl(args) -> dict:
@@ -70,7 +70,7 @@ def run_trl(args) -> dict:
                          processing_class=tokenizer, callbacks=[timer])  # fmt: skip
     trainer.train()
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
-    return {"step_time_s": timer.times, "jsd": losses}
+    return {"step_time_s": timer.times, "loss": losses}
 
 
 def summarize(result: dict) -> dict:

@@ -169,6 +169,10 @@ def test_numbers_must_agree_and_wordless_text_matches_nothing():
     rows = [{"prompt": problem.replace("14", "42").replace(" 2 ", " 7 ")}, {"prompt": "-----"}, {"prompt": "😀😀😀"},
             {"prompt": f"Solve this: {problem}"}]  # fmt: skip
     assert set(detector.matching_rows(rows, "x")) == {3}
+    short = Detector([benchmark("b", ["What is the value of 8 * 6?"], "test")], ("ngram13", "ngram8", "minhash"))
+    rows = [{"prompt": "What is the value of 8 * 6 + 15?"}, {"prompt": "what is the value of 8*6"},
+            {"prompt": "Homework, question four. What is the value of 8 * 6? Show your working, please."}]  # fmt: skip
+    assert set(short.matching_rows(rows, "x")) == {1, 2}  # a field the item's size with a value of its own is not
 
 
 def _sft(tmp_path: Path, data: Path, **extra):

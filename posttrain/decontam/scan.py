@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,8 +22,11 @@ from posttrain.decontam.records import Row, read_file_rows, string_fields
 from posttrain.types import Source
 
 log = logging.getLogger("posttrain.decontam")
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
+LITERAL = re.compile(
+    r"\d+(?:\.\d+)?|(?<![^\W\d_])(['\"`])([^'\"`\n]{1,20})\1(?![^\W\d_])"
+)  # numbers; short quoted strings
 CHUNK = 20_000  # fields matched at once
+SAME_SIZE = 1.5  # a field up to this many times an item's words is a copy of it only with no literal of its own
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,10 @@ class Scan:
         }
 
 
-def numbers(text: str) -> frozenset[str]:
-    """The numbers written in `text`."""
-    return frozenset(NUMBER.findall(text))
+def literals(text: str) -> Counter:
+    """The numbers and short quoted strings (`'#'`, `"abc"`, a backticked name) in `text`, counted: the values that
+    make a templated problem the problem it is. A quote mark after a letter (an apostrophe) opens nothing."""
+    return Counter(m.group(0) for m in LITERAL.finditer(text))
 
 
 class Detector:
@@ -105,7 +109,8 @@ class Detector:
         self.items = [(b.name, i, text) for b in self.benchmarks for i, text in enumerate(b.items)]
         texts = [text for _, _, text in self.items]
         tokens = [words(text) for text in texts]
-        self.numbers = [numbers(text) for text in texts]
+        self.literals = [literals(text) for text in texts]
+        self.lengths = [len(toks) for toks in tokens]
         self.methods = {name: METHODS[name]() for name in methods}
         for method in self.methods.values():
             method.fit(tokens, texts)
@@ -116,19 +121,21 @@ class Detector:
 
     def match_fields(self, located: Sequence[tuple[Source, str, str]]) -> list[Match]:
         """Matches of (source, field, text) triples, every method, every item. A match stands only when every number
-        in the item is in the field too: a word problem from the same template as a held-out one, with other numbers,
-        is another problem."""
+        and quoted literal in the item is in the field too, as often: a word problem or a function task from the same
+        template as a held-out one, with other numbers or other literals, is another problem. A field about the item's
+        size (at most `SAME_SIZE` times its words) must also hold no literal the item lacks: "What is 8 * 6 + 15?"
+        is not a copy of "What is 8 * 6?"."""
         out = []
         for start in range(0, len(located), CHUNK):
             chunk = located[start : start + CHUNK]
             texts = [text for _, _, text in chunk]
             tokens = [words(text) for text in texts]
-            found_numbers = [numbers(text) for text in texts]
+            found_literals = [literals(text) for text in texts]
             for name, method in self.methods.items():
                 for at, found in enumerate(method.match(tokens, texts)):
                     source, field_path, _ = chunk[at]
                     for index, score in found:
-                        if not self.numbers[index] <= found_numbers[at]:
+                        if not self.same_values(index, found_literals[at], len(tokens[at])):
                             continue
                         benchmark, item, item_text = self.items[index]
                         out.append(
@@ -137,6 +144,13 @@ class Detector:
                         )  # fmt: skip
         order = {str(source): i for i, (source, _, _) in enumerate(located)}
         return sorted(out, key=lambda m: (order[m.source], m.field, m.benchmark, m.item, m.method))
+
+    def same_values(self, index: int, found: Counter, length: int) -> bool:
+        """Whether a field with these literals and this many words holds item `index`'s values (`match_fields`)."""
+        wanted = self.literals[index]
+        if any(found[k] < n for k, n in wanted.items()):
+            return False
+        return length > SAME_SIZE * self.lengths[index] or all(k in wanted for k in found)
 
     def matching_rows(self, rows: Sequence[Any], name: str) -> dict[int, list[Match]]:
         """The matches of in-memory rows (decoded JSON values), by row index; `name` stands for their file."""

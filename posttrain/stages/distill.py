@@ -141,7 +141,7 @@ def micro_loss(
         ids = batch.input_ids[rows, cols][:, None]
         log_s = torch.log_softmax(student_N_V.float() / config.temperature, -1).gather(-1, ids)
         log_t = torch.log_softmax(teacher_N_V.float() / config.temperature, -1).gather(-1, ids)
-    return loss, {"jsd": float(loss.detach()), "sampled_reverse_kl": float((log_s - log_t).sum()) / n_tokens}
+    return loss, {"loss": float(loss.detach()), "sampled_reverse_kl": float((log_s - log_t).sum()) / n_tokens}
 
 
 def run(config: DistillConfig) -> Path:
@@ -198,5 +198,5 @@ def run(config: DistillConfig) -> Path:
         evaluate=evaluate if heldout else None,
     )
     atomic_write_json(run.dir / "eval.json", {k: v for k, v in last.items() if k.startswith("eval/")})
-    plot_curves(run.dir / "metrics.jsonl", run.dir / "curves.png", ("jsd", "sampled_reverse_kl", "reward_mean"))
+    plot_curves(run.dir / "metrics.jsonl", run.dir / "curves.png", ("loss", "sampled_reverse_kl", "reward_mean"))
     return save_model(model, tokenizer, run.dir / "final")
