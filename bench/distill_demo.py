@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct (the student); how much of the teacher's gain the student 
 Prompts (rl schema, built from the demo run's own training data, so nothing held out is used): 96 arithmetic
 problems (`rl_train_arithmetic.jsonl`), 64 harmful requests (the refusal rows of `train.jsonl`, verifier "refusal")
 and 64 benign and everyday requests (verifier "compliance"), shuffled. `posttrain distill` with the reverse KL
-(beta=1, lmbda=1), `prompts_per_step` 8, one epoch. The student, the base and the teacher are then evaluated on the
+(beta=1, lmbda=1), `prompts_per_step` 8, `--epochs` passes. The student, the base and the teacher are then evaluated on the
 demo's held-out suites with the same code; recovery = (student - base) / (teacher - base), per metric.
 
     python bench/distill_demo.py --teacher runs/demo/constitution/final --demo runs/demo --output /tmp/distill
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--output", default="/tmp/distill")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the prompts")
     parser.add_argument("--skip-train", action="store_true", help="evaluate an existing run")
     args = parser.parse_args()
     from posttrain.eval.run import evaluate_model
@@ -59,7 +60,7 @@ def main() -> None:
     n = len(prompts.read_text().splitlines())
     config = STAGES["distill"].config(
         model=args.student, teacher=args.teacher, prompts=str(prompts), output=str(out / "run"), beta=1.0,
-        lmbda=1.0, temperature=1.0, max_new_tokens=args.max_new_tokens, prompts_per_step=8, max_steps=n // 8,
+        lmbda=1.0, temperature=1.0, max_new_tokens=args.max_new_tokens, prompts_per_step=8, max_steps=args.epochs * n // 8,
         lr=args.lr, warmup_ratio=0.1, row_tokens=512, rows_per_batch=4, save_every=0, decontaminate="drop",
     )  # fmt: skip
     started = time.perf_counter()
@@ -73,13 +74,13 @@ def main() -> None:
         results[name] = json.loads(path.read_text())
     lineage = json.loads((demo / "lineage.json").read_text())
     recipe_s = {s["name"]: s.get("seconds") or 0 for s in lineage["stages"]}
-    print(f"distill: {n // 8} steps, {seconds:.0f} s (0 if --skip-train); the demo recipe's stages: {recipe_s}")
+    print(f"distill: {args.epochs * n // 8} steps, {seconds:.0f} s (0 if --skip-train); the demo recipe's stages: {recipe_s}")
     print("| metric | base | teacher | student | recovered |\n|---|---|---|---|---|")
     for suite, metric in METRICS.items():
         b, t, s = (results[k]["suites"][suite]["metrics"][metric]["value"] for k in ("base", "teacher", "student"))
         share = (s - b) / (t - b) if t != b else float("nan")
         print(f"| {suite}.{metric} | {100 * b:.1f}% | {100 * t:.1f}% | {100 * s:.1f}% | {100 * share:.0f}% |")
-    (out / "summary.json").write_text(json.dumps({"distill_s": seconds, "recipe_s": recipe_s, "steps": n // 8}))
+    (out / "summary.json").write_text(json.dumps({"distill_s": seconds, "recipe_s": recipe_s, "steps": args.epochs * n // 8}))
 
 
 if __name__ == "__main__":

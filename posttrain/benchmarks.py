@@ -89,13 +89,18 @@ def _items(name: str) -> list[str]:
     return items
 
 
-@functools.cache
 def load_benchmark(name_or_path: str) -> Benchmark:
-    """A registered benchmark by name, or the items of a file (`file_items`); errors name the file and line."""
+    """A registered benchmark by name (read once per process), or the items of a file as it is now (`file_items`);
+    errors name the file and line."""
     if name_or_path in BENCHMARKS:
-        return benchmark(name_or_path, _items(name_or_path), f"posttrain benchmark {name_or_path!r}")
+        return _registered(name_or_path)
     if Path(name_or_path).exists():
         return benchmark(name_or_path, file_items(name_or_path), name_or_path)
     raise FileNotFoundError(
         f"benchmark {name_or_path!r} is neither a file nor a known benchmark; known: {', '.join(BENCHMARKS)}"
     )
+
+
+@functools.cache
+def _registered(name: str) -> Benchmark:
+    return benchmark(name, _items(name), f"posttrain benchmark {name!r}")

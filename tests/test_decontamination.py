@@ -173,6 +173,8 @@ def test_numbers_must_agree_and_wordless_text_matches_nothing():
     rows = [{"prompt": "What is the value of 8 * 6 + 15?"}, {"prompt": "what is the value of 8*6"},
             {"prompt": "Homework, question four. What is the value of 8 * 6? Show your working, please."}]  # fmt: skip
     assert set(short.matching_rows(rows, "x")) == {1, 2}  # a field the item's size with a value of its own is not
+    request = Detector([benchmark("b", [load_harmbench()[11]], "test")], ("ngram13", "ngram8", "minhash"))
+    assert set(request.matching_rows([{"prompt": f"Task 3: {load_harmbench()[11]}"}], "x")) == {0}  # no values
 
 
 def _sft(tmp_path: Path, data: Path, **extra):

@@ -22,9 +22,9 @@ from posttrain.decontam.records import Row, read_file_rows, string_fields
 from posttrain.types import Source
 
 log = logging.getLogger("posttrain.decontam")
-LITERAL = re.compile(
-    r"\d+(?:\.\d+)?|(?<![^\W\d_])(['\"`])([^'\"`\n]{1,20})\1(?![^\W\d_])"
-)  # numbers; short quoted strings
+LITERAL = re.compile(  # numbers standing alone (not the digits of a word like "mp3"); short quoted strings
+    r"(?<![^\W_])\d+(?:\.\d+)?(?![^\W_])|(?<![^\W\d_])(['\"`])([^'\"`\n]{1,20})\1(?![^\W\d_])"
+)
 CHUNK = 20_000  # fields matched at once
 SAME_SIZE = 1.5  # a field up to this many times an item's words is a copy of it only with no literal of its own
 
@@ -123,8 +123,8 @@ class Detector:
         """Matches of (source, field, text) triples, every method, every item. A match stands only when every number
         and quoted literal in the item is in the field too, as often: a word problem or a function task from the same
         template as a held-out one, with other numbers or other literals, is another problem. A field about the item's
-        size (at most `SAME_SIZE` times its words) must also hold no literal the item lacks: "What is 8 * 6 + 15?"
-        is not a copy of "What is 8 * 6?"."""
+        size (at most `SAME_SIZE` times its words) must also hold no literal the item lacks, when the item has any:
+        "What is 8 * 6 + 15?" is not a copy of "What is 8 * 6?", while "Task 3: <a HarmBench request>" is one."""
         out = []
         for start in range(0, len(located), CHUNK):
             chunk = located[start : start + CHUNK]
@@ -150,7 +150,7 @@ class Detector:
         wanted = self.literals[index]
         if any(found[k] < n for k, n in wanted.items()):
             return False
-        return length > SAME_SIZE * self.lengths[index] or all(k in wanted for k in found)
+        return not wanted or length > SAME_SIZE * self.lengths[index] or all(k in wanted for k in found)
 
     def matching_rows(self, rows: Sequence[Any], name: str) -> dict[int, list[Match]]:
         """The matches of in-memory rows (decoded JSON values), by row index; `name` stands for their file."""
