@@ -74,13 +74,17 @@ def main() -> None:
         results[name] = json.loads(path.read_text())
     lineage = json.loads((demo / "lineage.json").read_text())
     recipe_s = {s["name"]: s.get("seconds") or 0 for s in lineage["stages"]}
-    print(f"distill: {args.epochs * n // 8} steps, {seconds:.0f} s (0 if --skip-train); the demo recipe's stages: {recipe_s}")
+    print(
+        f"distill: {args.epochs * n // 8} steps, {seconds:.0f} s (0 if --skip-train); the demo recipe's stages: {recipe_s}"
+    )
     print("| metric | base | teacher | student | recovered |\n|---|---|---|---|---|")
     for suite, metric in METRICS.items():
         b, t, s = (results[k]["suites"][suite]["metrics"][metric]["value"] for k in ("base", "teacher", "student"))
         share = (s - b) / (t - b) if t != b else float("nan")
         print(f"| {suite}.{metric} | {100 * b:.1f}% | {100 * t:.1f}% | {100 * s:.1f}% | {100 * share:.0f}% |")
-    (out / "summary.json").write_text(json.dumps({"distill_s": seconds, "recipe_s": recipe_s, "steps": args.epochs * n // 8}))
+    (out / "summary.json").write_text(
+        json.dumps({"distill_s": seconds, "recipe_s": recipe_s, "steps": args.epochs * n // 8})
+    )
 
 
 if __name__ == "__main__":
