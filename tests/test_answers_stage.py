@@ -153,12 +153,15 @@ def test_the_teacher_system_message_joins_the_prompts_own():
         (("--prompts", "p.jsonl", "--include", "missing.jsonl"), "include: missing.jsonl does not exist"),
     ],
 )
-def test_bad_configs_are_one_line_errors(tmp_path, args, message):
+def test_bad_configs_are_one_line_errors(tmp_path, args, message, capsys, monkeypatch):
+    """In-process through the CLI's `main` (the command line itself runs in a subprocess in `answered`)."""
+    from posttrain.cli import main
+
     write_prompts(tmp_path / "p.jsonl", PROMPTS)
-    done = subprocess.run([sys.executable, "-m", "posttrain", "answers", "--model", "tiny-random-llama",
-                           "--output", str(tmp_path / "o"), *args], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
-    assert done.returncode != 0 and message in done.stderr
+    monkeypatch.chdir(tmp_path)
+    code = main(["answers", "--model", "tiny-random-llama", "--output", str(tmp_path / "o"), "--no-progress", *args])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and message in error[-1]
 
 
 def test_in_a_recipe_it_answers_with_its_parent_model_and_trains_none(tmp_path):

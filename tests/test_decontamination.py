@@ -155,10 +155,10 @@ def test_the_linter_names_offending_rows_and_exits_1(tmp_path):
     assert f"{dirty}:2: field 'prompt' matches harmbench item 3" in result.stdout
     assert "1 of 2 rows overlap" in result.stdout
     assert json.loads((tmp_path / "r.json").read_text())["offending_rows"] == 1
-    result = _posttrain("decontaminate", str(clean), "--against", "harmbench", "--no-progress")
-    assert result.returncode == 0, result.stdout + result.stderr
-    result = _posttrain("decontaminate", str(clean), "--against", "no_such_set", "--no-progress")
-    assert result.returncode == 2 and "known: harmbench" in result.stderr
+    from posttrain.cli import main  # the other exits in-process, through the same entry point
+
+    assert main(["decontaminate", str(clean), "--against", "harmbench", "--no-progress"]) == 0
+    assert main(["decontaminate", str(clean), "--against", "no_such_set", "--no-progress"]) == 2
 
 
 def test_numbers_must_agree_and_wordless_text_matches_nothing():
