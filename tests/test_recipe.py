@@ -233,16 +233,27 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_recipes_are_one_line_errors_naming_file_and_key(tmp_path, case):
+def test_bad_recipes_are_one_line_errors_naming_file_and_key(tmp_path, case, capsys):
+    """In-process through the CLI's `main` (one case also runs as a real command line, below)."""
+    from posttrain.cli import main
+
     text, message = BAD[case]
     path = tmp_path / f"{case}.yaml"
     path.write_text(text)
     out = tmp_path / "out"
-    result = posttrain("run", str(path), "--output", str(out))
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], result.stderr
+    assert main(["run", str(path), "--output", str(out)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(path) in lines[0] and message in lines[0], lines
     assert not out.exists()
+
+
+def test_a_bad_recipe_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    text, message = BAD["unknown_stage"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = posttrain("run", str(path), "--output", str(tmp_path / "out"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
 
 
 def test_deprecated_key_still_works_with_a_warning(tmp_path):
