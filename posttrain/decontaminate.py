@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from posttrain.decontam.methods import DEFAULT_METHODS, METHODS
-from posttrain.gate import benchmark_names, detector
+from posttrain.gate import detector
 from posttrain.io import atomic_write_json
 
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     rows = sum(scan.rows.values())
     print(
         f"{len(offending)} of {rows} rows overlap {len(found.benchmarks)} benchmarks "
-        f"({', '.join(benchmark_names(args.against))}) by {', '.join(found.describe())}"
+        f"({', '.join(b.name for b in found.benchmarks)}) by {', '.join(found.describe())}"
     )
     for name, entry in scan.per_benchmark().items():
         print(f"  {name}: {entry['items_hit']} items hit by {entry['rows']} rows; {entry['matches_by_method']}")

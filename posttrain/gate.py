@@ -127,7 +127,7 @@ def gate(trains_on: Sequence[str], config: Any) -> Any:
     offending = scan.offending()
     if offending and mode == "refuse":
         atomic_write_json(out / "report.json", report)
-        raise ContaminatedData(_refusal(scan, out / "report.json"))
+        raise ContaminatedData(_refusal(offending, out / "report.json"))
     dirty = {m.file for m in scan.matches}
     replaced = {
         key: _without(path, scan, out / f"{key}{_suffix(path)}") for key, path in files.items() if path in dirty
@@ -141,8 +141,7 @@ def gate(trains_on: Sequence[str], config: Any) -> Any:
     return dataclasses.replace(config, **{key: str(path) for key, (path, _) in replaced.items()})
 
 
-def _refusal(scan: Scan, report: Path) -> str:
-    offending = scan.offending()
+def _refusal(offending: dict[str, list], report: Path) -> str:
     lines = [matches[0].describe() for matches in list(offending.values())[:SHOWN]]
     more = f"\n  ... and {len(offending) - SHOWN} more rows" if len(offending) > SHOWN else ""
     return (

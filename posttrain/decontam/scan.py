@@ -130,11 +130,13 @@ class Detector:
             chunk = located[start : start + CHUNK]
             texts = [text for _, _, text in chunk]
             tokens = [words(text) for text in texts]
-            found_literals = [literals(text) for text in texts]
+            found_literals: dict[int, Counter] = {}  # only fields with a candidate match pay for the regex
             for name, method in self.methods.items():
                 for at, found in enumerate(method.match(tokens, texts)):
                     source, field_path, _ = chunk[at]
                     for index, score in found:
+                        if at not in found_literals:
+                            found_literals[at] = literals(texts[at])
                         if not self.same_values(index, found_literals[at], len(tokens[at])):
                             continue
                         benchmark, item, item_text = self.items[index]
