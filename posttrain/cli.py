@@ -74,6 +74,7 @@ def _add_config_command(parser: argparse.ArgumentParser, config_cls: type, run: 
 def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="the recipe YAML file")
     parser.add_argument("--output", help="the recipe root (overrides the recipe's own 'output')")
+    parser.add_argument("--model", help="the base model (overrides the recipe's own 'model')")
     parser.add_argument("--from", dest="start", metavar="NAME", help="start at stage NAME (earlier ones must be done)")
     parser.add_argument("--until", metavar="NAME", help="stop after stage NAME")
     parser.add_argument(
@@ -92,7 +93,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
     from posttrain.pipeline import Runner
     from posttrain.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.output)
+    recipe = load_recipe(args.recipe, args.output, args.model)
     root = Runner(recipe, progress=args.progress).run(args.start, args.until, args.force, args.dry_run)
     print(f"posttrain run: {root}")
     return 0

@@ -7,11 +7,10 @@ row. Slots with no predecessor in their sequence (its first token, padding) hold
 `target_mask` is the loss mask restricted to slots that have one. Shared prefix slots are never targets either, so
 every target belongs to exactly one sequence and `per_sequence_sum`/`per_sequence_tokens` work on either layout.
 
-Speed: for architectures whose logits are the plain output projection of the last hidden state, the projection
-and the softmax run on the target positions only. Prompts and padding then cost no vocabulary-sized work, which
-on SmolLM2 (49k vocabulary) cut an SFT step's forward and backward by about 30%. Other architectures, whose
-logits are scaled or soft-capped after the projection, take the full forward and pick the predecessor slots'
-logits from it.
+Speed: for architectures whose logits are the output projection of the last hidden state (soft-capped, for Gemma),
+the projection and the softmax run on the target positions only. Prompts and padding then cost no vocabulary-sized
+work, which on SmolLM2 (49k vocabulary) cut an SFT step's forward and backward by about 30%, and matters more with
+Gemma's 262k. Other architectures take the full forward and pick the predecessor slots' logits from it.
 """
 
 from __future__ import annotations
@@ -20,13 +19,25 @@ from collections.abc import Sequence
 
 import torch
 
+from posttrain.architectures import mask_layout
 from posttrain.packing import PackedBatch, attention_mask_4d
+
+
+def packed_attention_mask(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor | dict[str, torch.Tensor]:
+    """The block-causal mask of a packed batch as `model` takes it, each layer's sliding window applied: one tensor,
+    or one per layer type (`posttrain.architectures.mask_layout`)."""
+    config = model.config
+    layout = mask_layout(config)
+    if isinstance(layout, dict):
+        return {
+            kind: attention_mask_4d(batch, config._attn_implementation, model.dtype, w) for kind, w in layout.items()
+        }
+    return attention_mask_4d(batch, config._attn_implementation, model.dtype, layout)
 
 
 def forward_logits(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
     """(B, T, V) logits for a packed batch, with per-sequence positions and a block-causal mask."""
-    config = model.config
-    mask = attention_mask_4d(batch, config._attn_implementation, model.dtype)
+    mask = packed_attention_mask(model, batch)
     out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False)
     return out.logits
 
@@ -46,8 +57,11 @@ def target_mask(batch: PackedBatch) -> torch.Tensor:
     return batch.loss_mask & (batch.prev_slot >= 0) & (batch.seq_ids >= 0)
 
 
-# Model types whose logits are exactly `lm_head(last_hidden_state)`: no scaling or soft-capping afterwards.
-PLAIN_HEAD_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "phi3"})
+# Model types whose logits are `lm_head(last_hidden_state)`, soft-capped by `config.final_logit_softcapping` where
+# the config sets one (Gemma 2 and 3), with no other scaling afterwards.
+PLAIN_HEAD_MODEL_TYPES = frozenset(
+    {"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2", "phi3", "gemma2", "gemma3_text"}
+)
 
 
 def token_logprobs(model: torch.nn.Module, batch: PackedBatch, temperature: float = 1.0) -> torch.Tensor:
@@ -80,11 +94,13 @@ def target_logits(model: torch.nn.Module, batch: PackedBatch) -> tuple[torch.Ten
     prev = batch.prev_slot[rows, cols]  # (N,)
     if model.config.model_type not in PLAIN_HEAD_MODEL_TYPES:
         return rows, cols, forward_logits(model, batch)[rows, prev]
-    mask = attention_mask_4d(batch, model.config._attn_implementation, model.dtype)
+    mask = packed_attention_mask(model, batch)
     hidden_B_T_H = model.get_decoder()(
         input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False
     ).last_hidden_state
-    return rows, cols, model.get_output_embeddings()(hidden_B_T_H[rows, prev])
+    logits_N_V = model.get_output_embeddings()(hidden_B_T_H[rows, prev])
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return rows, cols, logits_N_V if cap is None else torch.tanh(logits_N_V / cap) * cap
 
 
 def per_sequence_sum(values_B_T: torch.Tensor, batch: PackedBatch) -> torch.Tensor:

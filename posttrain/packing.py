@@ -265,23 +265,35 @@ def _collate(
     return PackedBatch(input_ids, position_ids, loss_mask, seq_ids, segment_ids, prev_slot, indices)
 
 
-def block_causal_mask(seq_ids: torch.Tensor, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+def block_causal_mask(
+    seq_ids: torch.Tensor,
+    segment_ids: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    window: int | None = None,
+) -> torch.Tensor:
     """(B, 1, T, T) bool, True = attend: same segment, not in the future, and the same sequence or a shared
-    prefix. `segment_ids` default to `seq_ids` (no shared prefixes). Padding attends to itself only."""
+    prefix. `segment_ids` default to `seq_ids` (no shared prefixes). Padding attends to itself only.
+
+    With a sliding `window`, a query also sees only keys fewer than `window` positions behind it (`position_ids`,
+    so a member after a shared prefix counts the prefix's positions, as it would unpacked)."""
     segment_ids = seq_ids if segment_ids is None else segment_ids
     T = seq_ids.shape[1]
     same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, T, T)
     visible = (seq_ids[:, :, None] == seq_ids[:, None, :]) | (seq_ids == SHARED)[:, None, :]  # (B, T, T)
+    if window is not None:
+        visible &= position_ids[:, :, None] - position_ids[:, None, :] < window
     causal = torch.ones(T, T, dtype=torch.bool, device=seq_ids.device).tril()
     real = (segment_ids != PAD)[:, :, None]
     pad = ~real & torch.eye(T, dtype=torch.bool, device=seq_ids.device)
     return ((same_segment & visible & causal & real) | pad)[:, None]
 
 
-def attention_mask_4d(batch: PackedBatch, attn_implementation: str, dtype: torch.dtype) -> torch.Tensor:
-    """The batch's block-causal mask in the form the attention implementation wants: bool for sdpa, additive for
-    eager."""
-    allowed = block_causal_mask(batch.seq_ids, batch.segment_ids)
+def attention_mask_4d(
+    batch: PackedBatch, attn_implementation: str, dtype: torch.dtype, window: int | None = None
+) -> torch.Tensor:
+    """The batch's block-causal mask (with a sliding `window`, if given) in the form the attention implementation
+    wants: bool for sdpa, additive for eager."""
+    allowed = block_causal_mask(batch.seq_ids, batch.segment_ids, batch.position_ids, window)
     if attn_implementation == "sdpa":
         return allowed
     if attn_implementation == "eager":

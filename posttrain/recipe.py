@@ -92,8 +92,8 @@ class Recipe:
         return next(s for s in self.stages if s.name == name)
 
 
-def load_recipe(path: str | Path, output: str | None = None) -> Recipe:
-    """Read, check and resolve a recipe file; `output` overrides the recipe's own."""
+def load_recipe(path: str | Path, output: str | None = None, model: str | None = None) -> Recipe:
+    """Read, check and resolve a recipe file; `output` and `model` (the base model) override the recipe's own."""
     path = Path(path)
     doc = _read(path)
     _known(doc, TOP_KEYS, f"{path}")
@@ -101,7 +101,7 @@ def load_recipe(path: str | Path, output: str | None = None) -> Recipe:
         raise RecipeError(f"{path}: 'stages' must be a non-empty list of stage blocks")
     root = Path(output or doc.get("output") or f"runs/{path.stem}")
     suites, limit = _eval_block(doc.get("eval"), path)
-    base = str(doc.get("model") or "smollm2-135m-instruct")
+    base = str(model or doc.get("model") or "smollm2-135m-instruct")
     names = [_name(block, i, path) for i, block in enumerate(doc["stages"])]
     eval_data = (doc.get("eval") or {}).get("data_dir")
     if eval_data is not None:

@@ -1,4 +1,5 @@
-"""Tiny randomly initialised models for tests: a locally trained byte-level BPE and Llama/Qwen2-style presets.
+"""Tiny randomly initialised models for tests: a locally trained byte-level BPE and one preset per supported family
+(Llama, Qwen2, Qwen3, Mistral, Gemma 3, Gemma 2, Phi-3).
 
 Everything here is built from a seed and text this module generates itself, so the presets are the same on
 every machine, need no network and build in a few seconds.
@@ -13,10 +14,15 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
+    Gemma2Config,
+    Gemma3TextConfig,
     LlamaConfig,
+    MistralConfig,
+    Phi3Config,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    Qwen3Config,
 )
 
 CHATML_TEMPLATE = (
@@ -91,14 +97,33 @@ def _config(preset: str, tokenizer: PreTrainedTokenizerFast):
         "num_key_value_heads": 2,
         "max_position_embeddings": 2048,
     }
-    if preset == "tiny-random-llama":
-        return LlamaConfig(**ids, **shape, tie_word_embeddings=False)
-    if preset == "tiny-random-qwen2":
-        return Qwen2Config(**ids, **shape, tie_word_embeddings=True)
-    raise ValueError(f"unknown tiny preset {preset!r}; choose one of {TINY_PRESETS}")
+    if preset not in FAMILIES:
+        raise ValueError(f"unknown tiny preset {preset!r}; choose one of {TINY_PRESETS}")
+    config_class, family = FAMILIES[preset]
+    return config_class(**ids, **shape, **family)
 
 
-TINY_PRESETS = ("tiny-random-llama", "tiny-random-qwen2")
+WINDOW = 8  # the sliding window of the presets that have one: short, so that tests cross it
+# Each preset: its config class and what sets the family apart (the parts posttrain must get right for it).
+FAMILIES = {
+    "tiny-random-llama": (LlamaConfig, {"tie_word_embeddings": False}),
+    "tiny-random-qwen2": (Qwen2Config, {"tie_word_embeddings": True}),
+    # q/k norms; sliding windows on the layers from `max_window_layers` on
+    "tiny-random-qwen3": (Qwen3Config, {"head_dim": 32, "sliding_window": WINDOW, "use_sliding_window": True,
+                                        "max_window_layers": 2, "tie_word_embeddings": True}),
+    "tiny-random-mistral": (MistralConfig, {"head_dim": 32, "sliding_window": WINDOW}),  # one window, every layer
+    # (1 + w) norms before and after attention and MLP, scaled embeddings, q/k norms, its own attention scale,
+    # sliding and global layers with their own RoPE bases, final logit soft-capping
+    "tiny-random-gemma3": (Gemma3TextConfig, {
+        "head_dim": 32, "query_pre_attn_scalar": 24, "sliding_window": WINDOW, "final_logit_softcapping": 2.0,
+        "layer_types": ["sliding_attention", "full_attention"] * 2, "tie_word_embeddings": True}),
+    # as Gemma 3 without q/k norms, and its attention scores soft-capped (eager attention only); the caps are
+    # small so that they bite on a random model's small scores and logits
+    "tiny-random-gemma2": (Gemma2Config, {"head_dim": 32, "query_pre_attn_scalar": 24, "sliding_window": WINDOW,
+                                          "attn_logit_softcapping": 0.5, "final_logit_softcapping": 2.0}),
+    "tiny-random-phi3": (Phi3Config, {"tie_word_embeddings": False}),  # fused qkv_proj and gate_up_proj
+}  # fmt: skip
+TINY_PRESETS = tuple(FAMILIES)
 
 
 def build_tiny(preset: str, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:

@@ -77,6 +77,14 @@ class Sampler(Protocol):
         ...
 
 
+def end_token_ids(model, tokenizer) -> frozenset[int]:
+    """The ids that end a turn: the tokenizer's end token and those of the model's generation config (an instruct
+    model's end-of-turn ids, such as Llama 3's `<|eot_id|>` beside `<|end_of_text|>`, or Gemma's `<end_of_turn>`)."""
+    config = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [tokenizer.eos_token_id, *(config if isinstance(config, list | tuple) else [config])]
+    return frozenset(int(i) for i in ids if i is not None)
+
+
 def greedy_texts(sampler: Sampler, prompts: Sequence[Messages], max_new_tokens: int) -> list[str]:
     """Greedy completion of each prompt by `sampler`, in input order, without special tokens."""
     groups = sampler.sample(prompts, 1, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))

@@ -40,7 +40,16 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
-from posttrain.rollout import ContinueWith, Piece, Sampler, SamplingParams, Transcript, Turn, transcript_of
+from posttrain.rollout import (
+    ContinueWith,
+    Piece,
+    Sampler,
+    SamplingParams,
+    Transcript,
+    Turn,
+    end_token_ids,
+    transcript_of,
+)
 from posttrain.rollout.fused import FusedDecoder, KVCache, fused_decode_supported, weights_from
 from posttrain.rollout.hf import HFSampler
 from posttrain.text import before_stop
@@ -106,8 +115,7 @@ class RolloutEngine:
                                       "generate; a vLLM backend is a later issue)")  # fmt: skip
         self.model, self.tokenizer, self.batch_size, self.dtype = model, tokenizer, batch_size, dtype
         self.progress = progress  # a progress-bar label; empty: no bar
-        eos = tokenizer.eos_token_id
-        self.eos_ids = {eos} if isinstance(eos, int) else set(eos)
+        self.eos_ids = end_token_ids(model, tokenizer)
         self.timings = {"prefill_s": 0.0, "decode_s": 0.0}  # of the last `sample` call
         self.sync()
 

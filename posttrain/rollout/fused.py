@@ -1,15 +1,21 @@
-"""A fused forward for Llama-family models (Llama, Qwen2) with a KV cache, for sampling.
+"""A fused forward with a KV cache, for sampling, over the decoder families of `FAMILIES`: Llama, Qwen2, Qwen3,
+Mistral, Phi-3, Gemma 2 and Gemma 3.
 
 Why: on a CPU, one decode step of a 135M model in transformers spends about as much time in Python, mask
 building and a general-purpose attention kernel as in the matrix products that have to happen. This forward keeps
-little besides them: per layer, one fused QKV product (the RMSNorm weight and the attention scale folded in),
-RoPE from the model's own rotary module (so every rope scaling transformers supports is computed there), one
-indexed copy of the new keys and one of the new values into the cache, attention of the new queries over the
-cache (a buffer that grows with the tokens; grouped-query attention as a batched product with the causal mask
-added in the same call, no expanded K/V), the output projection, one fused gate/up product and the down
-projection. The products' weights are pre-packed for
-oneDNN (`Linear`). Prompts (`prefill`) and single decode steps (`step`) go through the same `forward`; tests
-check its logits against the HF model's for the tiny Llama and Qwen2 presets and SmolLM2.
+little besides them: per layer, one fused QKV product (the RMSNorm weight and, without q/k norms, the attention
+scale folded in), RoPE from the model's own rotary module (so every rope scaling transformers supports is computed
+there), one indexed copy of the new keys and one of the new values into the cache, attention of the new queries
+over the cache (a buffer that grows with the tokens; grouped-query attention as a batched product with the causal
+mask added in the same call, no expanded K/V), the output projection, one fused gate/up product and the down
+projection. The products' weights are pre-packed for oneDNN (`Linear`).
+
+What sets a family apart is data, not a branch per model: a `Family` row names its norms (Gemma's 1-centred
+weights, its norms on the attention and MLP outputs), q/k norms (Qwen3, Gemma 3), fused projections (Phi-3) and
+per-layer-type RoPE (Gemma 3's local and global bases); the attention scale, activation, biases, embedding scale,
+sliding windows (`posttrain.architectures.layer_windows`: each layer gets its own additive mask) and soft-caps are
+read from the model and its config. Prompts (`prefill`) and single decode steps (`step`) go through the same
+`forward`; tests check its logits against the HF model's for a tiny model of every family and for SmolLM2.
 
 Cache layout: per layer, values of shape (B, kv_heads, capacity, head_dim) and keys stored transposed. Each row keeps its tokens
 left-aligned from slot 0 (no padding inside a row), `lengths_B` counts the slots written per row, and a row's
@@ -28,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+from posttrain.architectures import layer_windows
+
 PACKED_DTYPES = (torch.bfloat16, torch.float32)  # dtypes oneDNN's pre-packed linear takes
 
 
@@ -57,18 +64,47 @@ class Linear:
         return F.linear(x, self.weight, self.bias)
 
 
+@dataclass(frozen=True)
+class Family:
+    """How a decoder family's layer departs from Llama's, as far as the fused forward is concerned (the rest is
+    read from the model: attention scale, activation, windows, biases, embedding scale, soft-caps)."""
+
+    norm_offset: float = 0.0  # RMSNorms scale by (offset + weight): Gemma's are 1-centred
+    mlp_norm: str = "post_attention_layernorm"  # the norm feeding the MLP
+    output_norms: tuple[str, str] | None = None  # norms on the attention and the MLP outputs (Gemma's sandwich)
+    qk_norm: bool = False  # an RMSNorm over each head's queries and keys before RoPE (Qwen3, Gemma 3)
+    fused_projections: bool = False  # one qkv_proj and one gate_up_proj (Phi-3) instead of q/k/v, gate/up
+    activation: str = "act_fn"  # the MLP's activation module
+    rope_per_layer_type: bool = False  # the rotary module takes the layer type (Gemma 3: local and global bases)
+    attention_softcap: bool = False  # attention scores soft-capped by `attn_logit_softcapping` (Gemma 2)
+
+
+_GEMMA_NORMS = {"norm_offset": 1.0, "mlp_norm": "pre_feedforward_layernorm",
+                "output_norms": ("post_attention_layernorm", "post_feedforward_layernorm")}  # fmt: skip
+FAMILIES = {
+    "llama": Family(),
+    "qwen2": Family(),
+    "mistral": Family(),
+    "qwen3": Family(qk_norm=True),
+    "phi3": Family(fused_projections=True, activation="activation_fn"),
+    "gemma2": Family(**_GEMMA_NORMS, attention_softcap=True),
+    "gemma3_text": Family(**_GEMMA_NORMS, qk_norm=True, rope_per_layer_type=True),
+}
+
+
 def fused_decode_supported(model: PreTrainedModel) -> str | None:
     """None when the fused step reproduces this model's forward; otherwise why not (the caller falls back)."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        return f"model_type {model_type!r} is not one of {SUPPORTED_MODEL_TYPES}"
-    if getattr(config, "hidden_act", "silu") != "silu":
-        return f"hidden_act {config.hidden_act!r} is not silu"
-    if "sliding_attention" in (getattr(config, "layer_types", None) or ()):
-        return "sliding-window attention layers"
+    if model_type not in FAMILIES:
+        return f"model_type {model_type!r} is not one of {tuple(FAMILIES)}"
+    rope = getattr(config, "rope_parameters", None) or {}
+    if rope.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)) != 1.0:
+        return "partial rotary embeddings"
     if getattr(config, "pretraining_tp", 1) != 1:
         return "pretraining_tp != 1"
+    if getattr(config, "use_bidirectional_attention", False):
+        return "bidirectional attention"
     return None
 
 
@@ -92,23 +128,30 @@ def effective_weight(linear: torch.nn.Module) -> tuple[torch.Tensor, torch.Tenso
 class LayerWeights:
     """One decoder layer's weights, fused and in the decode dtype."""
 
-    qkv: Linear  # (q + k + v out features, hidden); input norm weight folded in, q rows scaled by head_dim ** -0.5
+    qkv: Linear  # (q + k + v out features, hidden); input norm folded in; q rows scaled (without q/k norms)
     o: Linear
-    gate_up: Linear  # (2 * intermediate, hidden); post-attention norm weight folded in
+    gate_up: Linear  # (2 * intermediate, hidden); the MLP's input norm folded in
     down: Linear
+    qk_norm: torch.Tensor | None  # (heads + kv_heads, head_dim): q/k norm weights, the q rows times the scale
+    output_norms: tuple[torch.Tensor, torch.Tensor] | None  # (hidden,) weights of the attention and MLP output norms
+    window: int | None  # sliding window (None: full attention)
+    rope: str | None  # which rotary embedding the layer takes (its layer type where they differ)
 
 
 @dataclass
 class DecodeWeights:
     """Everything the fused step reads."""
 
-    embed: torch.Tensor
+    embed: torch.Tensor  # the embedding scale (Gemma) folded in
     layers: list[LayerWeights]
     lm_head: Linear  # final norm weight folded in
     eps: float
     heads: int
     kv_heads: int
     head_dim: int
+    activation: torch.nn.Module  # the MLP's, taken from the model
+    attention_softcap: float | None
+    final_softcap: float | None
 
 
 def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, batch_hint: int = 0) -> DecodeWeights:
@@ -119,50 +162,75 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
         raise NotImplementedError(f"fused decode does not support this model: {reason}")
     causal = _base(model)
     config, inner = causal.config, causal.model
+    family = FAMILIES[config.model_type]
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     q_dim = config.num_attention_heads * head_dim
     fold = torch.promote_types(dtype, torch.float32)  # the dtype weights are combined in
+    windows, types = layer_windows(config), getattr(config, "layer_types", None)
 
     def linear(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
         bias = None if bias is None else bias.to(dtype, copy=True)
         return Linear(weight.to(dtype, copy=True).contiguous(), bias, batch_hint)
 
+    def norm(name_or_module, of=None) -> torch.Tensor:  # (offset + weight) in the fold dtype
+        module = getattr(of, name_or_module) if of is not None else name_or_module
+        return family.norm_offset + module.weight.detach().to(fold)
+
     with torch.no_grad():
         layers = []
-        for layer in inner.layers:
+        for i, layer in enumerate(inner.layers):
             attn, mlp = layer.self_attn, layer.mlp
-            q, k, v = (effective_weight(p) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
-            biases = [b for _, b in (q, k, v)]
-            qkv_bias = None if all(b is None for b in biases) else torch.cat(
-                [b if b is not None else torch.zeros(w.shape[0]) for (w, _), b in zip((q, k, v), biases, strict=True)]
-            )  # fmt: skip
-            # RMSNorm weights scale the next product's input columns; the attention scale scales the q rows (RoPE
-            # is linear). Folded in fp32 (float64 for a float64 decode), rounded once to the decode dtype.
-            qkv_weight = torch.cat([q[0], k[0], v[0]]).to(fold) * _norm_weight(layer.input_layernorm, fold)
-            qkv_weight[:q_dim] *= head_dim**-0.5
-            if qkv_bias is not None:
-                qkv_bias = qkv_bias.to(fold)
-                qkv_bias[:q_dim] *= head_dim**-0.5
-            for name, module in (("o_proj", attn.o_proj), ("down_proj", mlp.down_proj)):
-                if effective_weight(module)[1] is not None:
-                    raise NotImplementedError(f"fused decode does not support a bias on {name}")
+            (qkv_weight, qkv_bias), (gate_up_weight, gate_up_bias) = _projections(attn, mlp, family)
+            scale = torch.ones(qkv_weight.shape[0], dtype=fold)
+            qk_norm = None
+            if family.qk_norm:  # the scale goes on the q norm's weight (RoPE is linear), applied after the product
+                qk_norm = torch.cat(
+                    [
+                        norm("q_norm", attn).expand(config.num_attention_heads, head_dim) * attn.scaling,
+                        norm("k_norm", attn).expand(config.num_key_value_heads, head_dim),
+                    ]
+                ).to(dtype)
+            else:  # the attention scale scales the q rows (RoPE is linear)
+                scale[:q_dim] = attn.scaling
+            # Norm weights scale the next product's input columns. Folded in fp32 (float64 for a float64 decode),
+            # rounded once to the decode dtype.
+            qkv_weight = qkv_weight.to(fold) * scale[:, None] * norm(layer.input_layernorm)[None, :]
+            qkv_bias = None if qkv_bias is None else qkv_bias.to(fold) * scale
+            out_norms = family.output_norms and tuple(norm(n, layer).to(dtype) for n in family.output_norms)
+            o_weight, o_bias = effective_weight(attn.o_proj)
+            down_weight, down_bias = effective_weight(mlp.down_proj)
             layers.append(LayerWeights(
-                qkv=linear(qkv_weight, qkv_bias), o=linear(effective_weight(attn.o_proj)[0]),
-                gate_up=linear(torch.cat([effective_weight(mlp.gate_proj)[0], effective_weight(mlp.up_proj)[0]])
-                               .to(fold) * _norm_weight(layer.post_attention_layernorm, fold)),
-                down=linear(effective_weight(mlp.down_proj)[0]),
+                qkv=linear(qkv_weight, qkv_bias), o=linear(o_weight, o_bias),
+                gate_up=linear(gate_up_weight.to(fold) * norm(family.mlp_norm, layer)[None, :], gate_up_bias),
+                down=linear(down_weight, down_bias), qk_norm=qk_norm, output_norms=out_norms, window=windows[i],
+                rope=types[i] if family.rope_per_layer_type else None,
             ))  # fmt: skip
+        embed_scale = getattr(inner.embed_tokens, "embed_scale", None)
+        embed = inner.embed_tokens.weight.detach().to(fold)
         return DecodeWeights(
-            embed=inner.embed_tokens.weight.detach().to(dtype, copy=True), layers=layers,
-            lm_head=linear(effective_weight(causal.lm_head)[0].to(fold) * _norm_weight(inner.norm, fold)),
+            embed=(embed if embed_scale is None else embed * embed_scale.to(fold)).to(dtype), layers=layers,
+            lm_head=linear(effective_weight(causal.lm_head)[0].to(fold) * norm(inner.norm)[None, :]),
             eps=float(config.rms_norm_eps), heads=config.num_attention_heads, kv_heads=config.num_key_value_heads,
-            head_dim=head_dim,
+            head_dim=head_dim, activation=getattr(inner.layers[0].mlp, family.activation),
+            attention_softcap=getattr(config, "attn_logit_softcapping", None) if family.attention_softcap else None,
+            final_softcap=getattr(config, "final_logit_softcapping", None),
         )  # fmt: skip
 
 
-def _norm_weight(norm: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
-    """An RMSNorm's weight as a row, to scale the columns of the product it feeds."""
-    return norm.weight.detach().to(dtype)[None, :]
+def _projections(attn: torch.nn.Module, mlp: torch.nn.Module, family: Family):
+    """((qkv weight, bias), (gate/up weight, bias)) of a layer, LoRA merged, whether the model fuses them or not."""
+    if family.fused_projections:
+        return effective_weight(attn.qkv_proj), effective_weight(mlp.gate_up_proj)
+    return _stacked([attn.q_proj, attn.k_proj, attn.v_proj]), _stacked([mlp.gate_proj, mlp.up_proj])
+
+
+def _stacked(linears: list[torch.nn.Module]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The linears' effective weights stacked by rows, and their biases (zeros for those without; None if none)."""
+    parts = [effective_weight(m) for m in linears]
+    if all(b is None for _, b in parts):
+        return torch.cat([w for w, _ in parts]), None
+    biases = [b if b is not None else w.new_zeros(w.shape[0]) for w, b in parts]
+    return torch.cat([w for w, _ in parts]), torch.cat(biases)
 
 
 def _rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -267,8 +335,9 @@ class FusedDecoder:
     def forward(self, tokens_B_T: torch.Tensor, counts_B: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Append the first `counts_B[b]` of row b's tokens at its next free slots; logits after the last of them.
 
-        Query t of row b sits at slot `lengths_B[b] + t` and sees every slot up to its own (causal); slots past a
-        row's real tokens hold padding, which no real query can see and the next write overwrites.
+        Query t of row b sits at slot `lengths_B[b] + t` and sees every slot up to its own (causal; in a sliding
+        window layer, only the last `window` of them); slots past a row's real tokens hold padding, which no real
+        query can see and the next write overwrites.
         """
         w = self.w
         B, T = tokens_B_T.shape
@@ -278,35 +347,58 @@ class FusedDecoder:
         cache.reserve(int(slots_B_T.max()) + 1)
         L = cache.capacity  # attention reads the whole buffer
         x = w.embed[tokens_B_T]  # (B, T, hidden)
-        # Additive mask, one per (row, K/V head): 0 where query t may see slot l, -inf elsewhere.
-        visible = (torch.arange(L) <= slots_B_T[..., None])[:, None, None]  # (B, 1, 1, T, L)
-        mask = torch.full(visible.shape, float("-inf"), dtype=x.dtype).masked_fill_(visible, 0.0)
-        mask = mask.expand(B, kv, group, T, L)
-        mask = mask.reshape(B * kv, group * T, L)
+        masks = {  # one additive mask per window, (B * kv, group * T, L): 0 where query t may see slot l, else -inf
+            window: self._mask(slots_B_T, L, window, x.dtype)[:, None, None].expand(B, kv, group, T, L)
+            .reshape(B * kv, group * T, L)
+            for window in {lw.window for lw in w.layers}
+        }  # fmt: skip
         # Flat cache positions written by this call: values as (B * kv * capacity) rows of D, keys as single
         # elements of (B, kv, D, capacity); each in the order the new values come in.
         value_rows = ((torch.arange(B)[:, None, None] * kv + torch.arange(kv)[:, None]) * cache.capacity
                       + slots_B_T[:, None]).reshape(-1)  # (B * kv * T,), (row, head, t) order  # fmt: skip
         key_elements = (torch.arange(B * kv * D).view(B, kv, D, 1) * cache.capacity + slots_B_T[:, None, None]).view(-1)
         q_dim, kv_dim = w.heads * D, kv * D
-        cos, sin = self.rotary(x, slots_B_T)  # (B, T, head_dim)
-        half = D // 2
-        cos, sin = cos[:, :, None], torch.cat((-sin[..., :half], sin[..., half:]), -1)[:, :, None]  # over heads
+        ropes = {lw.rope: self._rope(x, slots_B_T, lw.rope) for lw in w.layers}
         for i, lw in enumerate(w.layers):
             qkv = lw.qkv(_rms_norm(x, w.eps))  # (B, T, q + 2 kv)
-            qk = _rotate(qkv[..., : q_dim + kv_dim].view(B, T, w.heads + kv, D), cos, sin)
+            qk = qkv[..., : q_dim + kv_dim].view(B, T, w.heads + kv, D)
+            if lw.qk_norm is not None:
+                qk = _rms_norm(qk, w.eps) * lw.qk_norm
+            qk = _rotate(qk, *ropes[lw.rope])
             keys, values = cache.keys[i], cache.values[i]
             keys.view(-1).index_copy_(0, key_elements, qk[:, :, w.heads :].permute(0, 2, 3, 1).reshape(-1))
             v = qkv[..., q_dim + kv_dim :].view(B, T, kv, D).transpose(1, 2)  # (B, kv, T, D)
             values.view(-1, D).index_copy_(0, value_rows, v.reshape(-1, D))
             # Query heads grouped under their K/V head, (B * kv, group * T, D): one product per K/V head, K/V unexpanded.
             q = qk[:, :, : w.heads].transpose(1, 2).reshape(B * kv, group * T, D)
-            scores = torch.baddbmm(mask, q, keys.view(B * kv, D, L))  # (B * kv, group * T, L)
+            if w.attention_softcap is None:
+                scores = torch.baddbmm(masks[lw.window], q, keys.view(B * kv, D, L))  # (B * kv, group * T, L)
+            else:
+                cap = w.attention_softcap
+                scores = torch.bmm(q, keys.view(B * kv, D, L)).div_(cap).tanh_().mul_(cap) + masks[lw.window]
             probs = scores.softmax(-1)  # in bf16, computed in fp32 inside and rounded once
             attn = torch.bmm(probs, values.view(B * kv, L, D)).view(B, kv, group, T, D)
-            x = x + lw.o(attn.permute(0, 3, 1, 2, 4).reshape(B, T, q_dim))
+            out = lw.o(attn.permute(0, 3, 1, 2, 4).reshape(B, T, q_dim))
+            x = x + (out if lw.output_norms is None else _rms_norm(out, w.eps) * lw.output_norms[0])
             gate, up = lw.gate_up(_rms_norm(x, w.eps)).chunk(2, dim=-1)
-            x = x + lw.down(F.silu(gate) * up)
+            out = lw.down(w.activation(gate) * up)
+            x = x + (out if lw.output_norms is None else _rms_norm(out, w.eps) * lw.output_norms[1])
         cache.lengths_B = starts_B + counts_B
         last_B_H = x[torch.arange(B), counts_B - 1]
-        return w.lm_head(_rms_norm(last_B_H, w.eps)).float()
+        logits = w.lm_head(_rms_norm(last_B_H, w.eps)).float()
+        return logits if w.final_softcap is None else logits.div_(w.final_softcap).tanh_().mul_(w.final_softcap)
+
+    @staticmethod
+    def _mask(slots_B_T: torch.Tensor, capacity: int, window: int | None, dtype: torch.dtype) -> torch.Tensor:
+        """(B, T, L) additive mask: 0 where query t may see slot l, -inf elsewhere."""
+        slot_L = torch.arange(capacity)
+        visible = slot_L <= slots_B_T[..., None]  # (B, T, L)
+        if window is not None:
+            visible &= slot_L > slots_B_T[..., None] - window
+        return torch.full(visible.shape, float("-inf"), dtype=dtype).masked_fill_(visible, 0.0)
+
+    def _rope(self, x: torch.Tensor, slots_B_T: torch.Tensor, layer_type: str | None):
+        """(cos, signed sin) over the heads, for `_rotate`, from the model's rotary module (of one layer type)."""
+        cos, sin = self.rotary(x, slots_B_T) if layer_type is None else self.rotary(x, slots_B_T, layer_type)
+        half = self.w.head_dim // 2
+        return cos[:, :, None], torch.cat((-sin[..., :half], sin[..., half:]), -1)[:, :, None]

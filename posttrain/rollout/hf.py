@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
-from posttrain.rollout import ContinueWith, Piece, SamplingParams, Transcript, Turn, transcript_of
+from posttrain.rollout import ContinueWith, Piece, SamplingParams, Transcript, Turn, end_token_ids, transcript_of
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
 
@@ -26,6 +26,7 @@ class HFSampler:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 32,
                  progress: str = ""):  # fmt: skip
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.eos_ids = end_token_ids(model, tokenizer)
         self.progress = progress  # a progress-bar label; empty: no bar
 
     def sync(self) -> None:
@@ -94,7 +95,7 @@ class HFSampler:
             max_new_tokens=params.max_new_tokens, do_sample=not greedy,
             temperature=None if greedy else params.temperature, top_p=None if greedy else params.top_p,
             top_k=None if greedy or not params.top_k else params.top_k, pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, output_logits=True, return_dict_in_generate=True,
+            eos_token_id=sorted(self.eos_ids), output_logits=True, return_dict_in_generate=True,
             stop_strings=list(params.stop) or None, tokenizer=tok if params.stop else None,
         )  # fmt: skip
         new_B_N = out.sequences[:, width:]
@@ -110,8 +111,8 @@ class HFSampler:
     def _rollout(self, prompt: list[int], new: torch.Tensor, logprobs: torch.Tensor, params: SamplingParams
                  ) -> Rollout:  # fmt: skip
         ids = new.tolist()
-        eos = self.tokenizer.eos_token_id
-        length = ids.index(eos) + 1 if eos in ids else len(ids)
+        end = next((k + 1 for k, i in enumerate(ids) if i in self.eos_ids), None)  # just after the first end id
+        length = end or len(ids)
         text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
         stop_at = _stop_string_end(self.tokenizer, ids[:length], params.stop)
         if stop_at is not None:
@@ -123,7 +124,7 @@ class HFSampler:
             token_ids=tuple(ids[:length]),
             logprobs=tuple(logprobs[:length].tolist()),
             text=text.strip(),
-            finish_reason="stop" if length < len(ids) or eos in ids[:length] or stop_at is not None else "length",
+            finish_reason="stop" if end is not None or stop_at is not None else "length",
         )
 
 

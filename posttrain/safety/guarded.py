@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from posttrain.render import render_prompt
-from posttrain.rollout import SamplingParams
+from posttrain.rollout import SamplingParams, end_token_ids
 from posttrain.rollout.engine import sample_tokens
 from posttrain.safety.guard import Guard
 from posttrain.text import STOP_STRINGS
@@ -60,8 +60,7 @@ class GuardedGenerator:
         self.device = next(model.parameters()).device
         self.stop_ids = {i for s in STOP_STRINGS if (i := tokenizer.convert_tokens_to_ids(s)) is not None}
         self.stop_ids -= {tokenizer.unk_token_id}
-        if tokenizer.eos_token_id is not None:
-            self.stop_ids.add(tokenizer.eos_token_id)
+        self.stop_ids |= end_token_ids(model, tokenizer)
 
     def complete(self, messages: Sequence[dict], params: SamplingParams) -> Finish:
         """The whole answer at once."""

@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from posttrain.io import atomic_directory
-from posttrain.logprobs import target_mask
+from posttrain.logprobs import packed_attention_mask, target_mask
 from posttrain.models import LoraSpec, merged_copy, resolve_model_dir
-from posttrain.packing import PackedBatch, attention_mask_4d
+from posttrain.packing import PackedBatch
 from posttrain.train.setup import build_policy
 
 HEAD_FILE = "value_head.safetensors"
@@ -65,7 +65,7 @@ def token_values(critic: ValueModel, batch: PackedBatch) -> torch.Tensor:
     are read, `posttrain.logprobs`); 0 elsewhere."""
     rows, cols = target_mask(batch).nonzero(as_tuple=True)  # (N,) each
     lm = critic.lm
-    mask = attention_mask_4d(batch, lm.config._attn_implementation, lm.dtype)
+    mask = packed_attention_mask(lm, batch)
     hidden_B_T_H = lm.get_decoder()(
         input_ids=batch.input_ids, position_ids=batch.position_ids, attention_mask=mask, use_cache=False
     ).last_hidden_state
