@@ -36,7 +36,7 @@ import torch
 from common import matmul_peak_gflops
 from transformers import AutoConfig, AutoModelForCausalLM, Gemma3TextConfig, MistralConfig, Qwen3Config
 
-from posttrain.models import SMOLLM2, load_policy, resolve_model_dir
+from posttrain.models import SMOLLM2, load_policy, load_tokenizer, resolve_model_dir
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import RolloutEngine
 
@@ -116,9 +116,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), help="a random model of this family in --model's shape")
     args = parser.parse_args()
 
-    model, tokenizer = load_policy(args.model)
-    if args.shape:
-        model = shaped_model(args.shape)
+    model, tokenizer = (shaped_model(args.shape), load_tokenizer(args.model)) if args.shape else load_policy(args.model)
     model.eval()
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
     models = {name: copy.deepcopy(model).to(dtypes[name]) for name in args.dtypes}

@@ -281,6 +281,8 @@ def block_causal_mask(
     same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, T, T)
     visible = (seq_ids[:, :, None] == seq_ids[:, None, :]) | (seq_ids == SHARED)[:, None, :]  # (B, T, T)
     if window is not None:
+        if position_ids is None:
+            raise ValueError("a sliding window needs the slots' position_ids")
         visible &= position_ids[:, :, None] - position_ids[:, None, :] < window
     causal = torch.ones(T, T, dtype=torch.bool, device=seq_ids.device).tril()
     real = (segment_ids != PAD)[:, :, None]

@@ -46,13 +46,15 @@ class GateTripped(RuntimeError):
     """A stage's evaluation broke one of its gates; the recipe stopped after writing everything so far."""
 
 
+LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_targets")  # change nothing when `lora` is off
+
+
 def portable(config: dict[str, Any], root: Path) -> dict[str, Any]:
-    """The config less display keys, with paths inside the recipe root written relative to it (a moved or copied
-    run directory is the same run)."""
+    """The config less display keys (and LoRA settings when LoRA is off), with paths inside the recipe root written
+    relative to it (a moved or copied run directory is the same run)."""
     prefix = f"{root}/"
-    return {
-        k: v.replace(prefix, "${root}/") if isinstance(v, str) else v for k, v in config.items() if k not in VOLATILE
-    }
+    unused = VOLATILE + (() if config.get("lora") else LORA_SETTINGS)
+    return {k: v.replace(prefix, "${root}/") if isinstance(v, str) else v for k, v in config.items() if k not in unused}
 
 
 def fingerprint(stage: PlannedStage, parent_fingerprint: str, root: Path) -> str:

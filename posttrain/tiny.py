@@ -97,15 +97,15 @@ def _config(preset: str, tokenizer: PreTrainedTokenizerFast):
         "num_key_value_heads": 2,
         "max_position_embeddings": 2048,
     }
-    if preset not in FAMILIES:
+    if preset not in PRESET_CONFIGS:
         raise ValueError(f"unknown tiny preset {preset!r}; choose one of {TINY_PRESETS}")
-    config_class, family = FAMILIES[preset]
+    config_class, family = PRESET_CONFIGS[preset]
     return config_class(**ids, **shape, **family)
 
 
 WINDOW = 8  # the sliding window of the presets that have one: short, so that tests cross it
 # Each preset: its config class and what sets the family apart (the parts posttrain must get right for it).
-FAMILIES = {
+PRESET_CONFIGS = {
     "tiny-random-llama": (LlamaConfig, {"tie_word_embeddings": False}),
     "tiny-random-qwen2": (Qwen2Config, {"tie_word_embeddings": True}),
     # q/k norms; sliding windows on the layers from `max_window_layers` on
@@ -121,9 +121,10 @@ FAMILIES = {
     # small so that they bite on a random model's small scores and logits
     "tiny-random-gemma2": (Gemma2Config, {"head_dim": 32, "query_pre_attn_scalar": 24, "sliding_window": WINDOW,
                                           "attn_logit_softcapping": 0.5, "final_logit_softcapping": 2.0}),
-    "tiny-random-phi3": (Phi3Config, {"tie_word_embeddings": False}),  # fused qkv_proj and gate_up_proj
+    # fused qkv_proj and gate_up_proj; one window on every layer
+    "tiny-random-phi3": (Phi3Config, {"tie_word_embeddings": False, "sliding_window": WINDOW}),
 }  # fmt: skip
-TINY_PRESETS = tuple(FAMILIES)
+TINY_PRESETS = tuple(PRESET_CONFIGS)
 
 
 def build_tiny(preset: str, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:

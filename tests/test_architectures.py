@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, Phi3Config
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, MistralForCausalLM, Phi3Config
 
 from posttrain.logprobs import forward_logits, gather_logprobs, per_sequence_sum, target_mask, token_logprobs
 from posttrain.models import LoraSpec, apply_lora, load_policy, save_model
@@ -21,7 +21,7 @@ from posttrain.rollout.hf import HFSampler
 from posttrain.stages import preference, rlvr, sft
 from posttrain.tasks.arithmetic import arithmetic_tasks
 from posttrain.tasks.jsonl import write_tasks
-from posttrain.tiny import FAMILIES, WINDOW, build_tiny, build_tokenizer
+from posttrain.tiny import PRESET_CONFIGS, WINDOW, build_tiny, build_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_packing import _conversations
@@ -29,7 +29,7 @@ from test_preference_stage import _pairs_file
 from test_rollout import PROMPTS, _fused_vs_hf
 from test_sft_stage import _arithmetic_sft
 
-PRESETS = list(FAMILIES)
+PRESETS = list(PRESET_CONFIGS)
 
 
 def _save_family(model, tokenizer, path: Path) -> Path:
@@ -49,11 +49,10 @@ def family_dirs(tmp_path_factory) -> dict[str, Path]:
     return {preset: _save_family(*build_tiny(preset), root / preset) for preset in PRESETS}
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_packed_forward_equals_each_sequence_alone(preset, family_dirs):
+def _check_packing(model, tokenizer) -> None:
     """Packed rows (plain and with a shared prefix) against HF's own forward of each sequence alone, in float64,
-    sequences several times longer than the sliding window."""
-    model, tokenizer = load_policy(family_dirs[preset], dtype=torch.float64)
+    sequences several times longer than the sliding window; and the fast path (the head on target slots only,
+    soft-capped where the model caps) against the full forward."""
     sequences = _conversations(tokenizer, 8)
     assert max(map(len, sequences)) > 4 * WINDOW
     alone = []
@@ -71,10 +70,31 @@ def test_packed_forward_equals_each_sequence_alone(preset, family_dirs):
                 sums = per_sequence_sum(token_logprobs(model, b), b)
                 packed |= dict(zip(b.sequence_indices, sums.tolist(), strict=True))
             worst = max(abs(packed[i] - alone[i]) for i in range(len(sequences)))
-            assert worst < 1e-5, (preset, worst)
-        # the fast path (the head on target slots only, soft-capped where the model caps) equals the full forward
+            assert worst < 1e-5, (model.config.model_type, worst)
         full = gather_logprobs(forward_logits(model, plain[0]), plain[0].input_ids) * target_mask(plain[0])
         torch.testing.assert_close(token_logprobs(model, plain[0]), full)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_packed_forward_equals_each_sequence_alone(preset, family_dirs):
+    _check_packing(*load_policy(family_dirs[preset], dtype=torch.float64))
+
+
+def test_layer_types_that_mistral_ignores_change_nothing(tmp_path):
+    """Mistral keeps its one window on every layer whatever `layer_types` its config carries, and so do the packed
+    mask and the engine (they once took it for a per-layer-type model); saved and reloaded, the same config becomes a
+    Ministral model, which honours them."""
+    tokenizer = build_tokenizer()
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=WINDOW,
+                           layer_types=["full_attention", "sliding_attention"])  # fmt: skip
+    mistral = MistralForCausalLM(config).to(torch.float64).eval()
+    path = save_model(mistral, tokenizer, tmp_path / "mistral")
+    ministral, _ = load_policy(path, dtype=torch.float64)
+    assert ministral.config.model_type == "ministral"
+    for model in (mistral, ministral.eval()):
+        _check_packing(model, tokenizer)
+        assert _fused_vs_hf(model, new_tokens=2 * WINDOW) < 1e-6
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -96,6 +116,11 @@ def test_fused_engine_equals_hf_greedy_decoding_and_logprobs(preset, family_dirs
     model, tokenizer = load_policy(family_dirs[preset], dtype=torch.float64)
     model.eval()
     assert _fused_vs_hf(model, new_tokens=3 * WINDOW) < 1e-6
+    adapted = apply_lora(load_policy(family_dirs[preset], dtype=torch.float64)[0], LoraSpec(r=4, alpha=8))
+    for name, p in adapted.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # adapters start at zero: make them count
+    assert _fused_vs_hf(adapted.eval()) < 1e-6  # LoRA merged into every projection, fused ones included
     engine = make_sampler(model, tokenizer, batch_size=4)
     assert isinstance(engine, RolloutEngine)
     engine = RolloutEngine(model, tokenizer, batch_size=4, dtype=torch.float64)
@@ -110,18 +135,29 @@ def test_fused_engine_equals_hf_greedy_decoding_and_logprobs(preset, family_dirs
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-6
 
 
-def test_a_model_the_engine_cannot_run_falls_back_with_one_log_line(caplog, tmp_path):
+LONGROPE = {"rope_type": "longrope", "short_factor": [1.0] * 16, "long_factor": [4.0] * 16, "factor": 4.0,
+            "original_max_position_embeddings": 16}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"partial_rotary_factor": 0.5}, "partial rotary embeddings"),
+        ({"rope_parameters": LONGROPE, "max_position_embeddings": 64},
+         "rope_type 'longrope', whose frequencies depend on the sequence's length"),
+    ],
+)  # fmt: skip
+def test_a_model_the_engine_cannot_run_falls_back_with_one_log_line(settings, reason, caplog, tmp_path):
     tokenizer = build_tokenizer()
     config = Phi3Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                        num_attention_heads=2, num_key_value_heads=2, partial_rotary_factor=0.5,
-                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+                        num_attention_heads=2, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **settings)  # fmt: skip
     model, _ = load_policy(save_model(AutoModelForCausalLM.from_config(config), tokenizer, tmp_path / "phi"))
     with caplog.at_level(logging.INFO, logger="posttrain.rollout.engine"):
         sampler = make_sampler(model, tokenizer)
     assert isinstance(sampler, HFSampler)
     assert [r.getMessage() for r in caplog.records if r.name == "posttrain.rollout.engine"] == [
-        "rollouts use plain generate: partial rotary embeddings"
+        f"rollouts use plain generate: {reason}"
     ]
     (rollout,) = sampler.sample(PROMPTS[:1], 1, SamplingParams(max_new_tokens=4, temperature=0))[0]
     assert len(rollout.token_ids) == 4

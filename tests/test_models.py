@@ -8,8 +8,19 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from posttrain.models import LoraSpec, apply_lora, load_policy, resolve_model_dir, save_model
+from posttrain.models import (
+    GEMMA3,
+    PACKAGED,
+    LoraSpec,
+    apply_lora,
+    load_policy,
+    packaged_files,
+    resolve_model_dir,
+    save_model,
+)
 from posttrain.render import render_prompt
+from posttrain.rollout import SamplingParams
+from posttrain.rollout.engine import RolloutEngine, make_sampler
 from posttrain.tiny import TINY_PRESETS, build_tiny
 
 
@@ -94,3 +105,34 @@ def test_smollm2_saved_directory_reloads_with_plain_transformers(smollm2, tmp_pa
     ids = torch.tensor([render_prompt(reloaded_tok, [{"role": "user", "content": "Hi"}])])
     with torch.no_grad():
         torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
+
+
+def _installed(name: str) -> bool:
+    try:
+        packaged_files(PACKAGED[name])
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.gemma3
+@pytest.mark.skipif(not _installed(GEMMA3), reason="the optional gemma3-270m weights are not installed (make gemma3)")
+def test_gemma3_preset_continues_text_in_the_engine_and_renders_gemma_turns():
+    """The second real model: a base Gemma 3 270M, so plain continuation; its added template and end ids."""
+    model, tokenizer = load_policy(GEMMA3)
+    assert model.config.model_type == "gemma3_text"
+    engine = make_sampler(model.eval(), tokenizer, batch_size=2)
+    assert isinstance(engine, RolloutEngine)  # bf16, fused
+    prompts = [
+        tokenizer(p)["input_ids"] for p in ("Question: What is the capital of France?\nAnswer:", "def add(a, b):")
+    ]
+    capital, code = engine.run_turns(prompts, SamplingParams(max_new_tokens=8, temperature=0), None)
+    assert tokenizer.decode(capital.token_ids).startswith(" Paris"), tokenizer.decode(capital.token_ids)
+    assert "return a + b" in tokenizer.decode(code.token_ids), tokenizer.decode(code.token_ids)
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"}]  # fmt: skip
+    assert tokenizer.apply_chat_template(chat, tokenize=False) == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
+    )
+    ends = {tokenizer.convert_tokens_to_ids(t) for t in ("<end_of_turn>", "<eos>")}
+    assert tokenizer.eos_token == "<end_of_turn>" and set(model.generation_config.eos_token_id) == ends

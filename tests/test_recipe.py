@@ -345,3 +345,13 @@ def test_the_deliberative_recipe_resolves_with_its_ablation(tmp_path):
         line for name in ("sft_reasoning", "sft_answers") for line in blocks[name].splitlines() if "max_steps" in line
     ]
     assert steps == ["  max_steps: 60"] * 2  # the ablation trains for the same steps over rows of the same length
+
+
+def test_lora_settings_count_only_when_lora_is_on(tmp_path):
+    """A full fine-tune's identity does not move with LoRA defaults it never uses (the targets default changed)."""
+    from posttrain.pipeline import portable
+
+    base = {"model": "m", "lora": False, "lora_r": 16, "lora_targets": ["all-linear"], "lr": 1e-3}
+    other = base | {"lora_r": 8, "lora_targets": ["q_proj"]}
+    assert portable(base, tmp_path) == portable(other, tmp_path) == {"model": "m", "lora": False, "lr": 1e-3}
+    assert portable(base | {"lora": True}, tmp_path) != portable(other | {"lora": True}, tmp_path)

@@ -106,7 +106,7 @@ def draw(weights_B_V: torch.Tensor, generator: torch.Generator | None = None, bl
 
 
 class RolloutEngine:
-    """Sampler over a Llama-family HF model; see the module docstring."""
+    """Sampler over an HF model of a family the fused forward supports (`posttrain.rollout.fused.FAMILIES`)."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
                  dtype: torch.dtype = torch.bfloat16, progress: str = ""):  # fmt: skip

@@ -85,11 +85,17 @@ FAMILIES = {
     "llama": Family(),
     "qwen2": Family(),
     "mistral": Family(),
+    "ministral": Family(),
     "qwen3": Family(qk_norm=True),
     "phi3": Family(fused_projections=True, activation="activation_fn"),
     "gemma2": Family(**_GEMMA_NORMS, attention_softcap=True),
     "gemma3_text": Family(**_GEMMA_NORMS, qk_norm=True, rope_per_layer_type=True),
 }
+
+
+# RoPE types whose frequencies transformers picks per call from the longest position (and, for Phi-3's longrope, by
+# recomputing the cache past `original_max_position_embeddings`): a cache of keys rotated earlier would not match.
+POSITION_DEPENDENT_ROPE = ("dynamic", "longrope")
 
 
 def fused_decode_supported(model: PreTrainedModel) -> str | None:
@@ -98,14 +104,26 @@ def fused_decode_supported(model: PreTrainedModel) -> str | None:
     model_type = getattr(config, "model_type", None)
     if model_type not in FAMILIES:
         return f"model_type {model_type!r} is not one of {tuple(FAMILIES)}"
-    rope = getattr(config, "rope_parameters", None) or {}
-    if rope.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)) != 1.0:
+    try:
+        layer_windows(config)
+    except NotImplementedError as err:
+        return str(err)
+    ropes = _rope_parameters(config)
+    if any(r.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)) != 1.0 for r in ropes):
         return "partial rotary embeddings"
+    changing = sorted({r.get("rope_type") for r in ropes} & set(POSITION_DEPENDENT_ROPE))
+    if changing:
+        return f"rope_type {changing[0]!r}, whose frequencies depend on the sequence's length"
     if getattr(config, "pretraining_tp", 1) != 1:
         return "pretraining_tp != 1"
-    if getattr(config, "use_bidirectional_attention", False):
-        return "bidirectional attention"
     return None
+
+
+def _rope_parameters(config) -> list[dict]:
+    """The config's RoPE parameter sets: one, or one per layer type (Gemma 3)."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    per_type = rope and all(isinstance(v, dict) for v in rope.values())
+    return list(rope.values()) if per_type else [rope]
 
 
 def _base(model: torch.nn.Module) -> torch.nn.Module:
@@ -172,8 +190,7 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
         bias = None if bias is None else bias.to(dtype, copy=True)
         return Linear(weight.to(dtype, copy=True).contiguous(), bias, batch_hint)
 
-    def norm(name_or_module, of=None) -> torch.Tensor:  # (offset + weight) in the fold dtype
-        module = getattr(of, name_or_module) if of is not None else name_or_module
+    def norm(module: torch.nn.Module) -> torch.Tensor:  # what an RMSNorm scales by: (offset + weight), fold dtype
         return family.norm_offset + module.weight.detach().to(fold)
 
     with torch.no_grad():
@@ -186,8 +203,8 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
             if family.qk_norm:  # the scale goes on the q norm's weight (RoPE is linear), applied after the product
                 qk_norm = torch.cat(
                     [
-                        norm("q_norm", attn).expand(config.num_attention_heads, head_dim) * attn.scaling,
-                        norm("k_norm", attn).expand(config.num_key_value_heads, head_dim),
+                        norm(attn.q_norm).expand(config.num_attention_heads, head_dim) * attn.scaling,
+                        norm(attn.k_norm).expand(config.num_key_value_heads, head_dim),
                     ]
                 ).to(dtype)
             else:  # the attention scale scales the q rows (RoPE is linear)
@@ -196,12 +213,12 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
             # rounded once to the decode dtype.
             qkv_weight = qkv_weight.to(fold) * scale[:, None] * norm(layer.input_layernorm)[None, :]
             qkv_bias = None if qkv_bias is None else qkv_bias.to(fold) * scale
-            out_norms = family.output_norms and tuple(norm(n, layer).to(dtype) for n in family.output_norms)
+            out_norms = family.output_norms and tuple(norm(getattr(layer, n)).to(dtype) for n in family.output_norms)
             o_weight, o_bias = effective_weight(attn.o_proj)
             down_weight, down_bias = effective_weight(mlp.down_proj)
             layers.append(LayerWeights(
                 qkv=linear(qkv_weight, qkv_bias), o=linear(o_weight, o_bias),
-                gate_up=linear(gate_up_weight.to(fold) * norm(family.mlp_norm, layer)[None, :], gate_up_bias),
+                gate_up=linear(gate_up_weight.to(fold) * norm(getattr(layer, family.mlp_norm))[None, :], gate_up_bias),
                 down=linear(down_weight, down_bias), qk_norm=qk_norm, output_norms=out_norms, window=windows[i],
                 rope=types[i] if family.rope_per_layer_type else None,
             ))  # fmt: skip
@@ -358,7 +375,7 @@ class FusedDecoder:
                       + slots_B_T[:, None]).reshape(-1)  # (B * kv * T,), (row, head, t) order  # fmt: skip
         key_elements = (torch.arange(B * kv * D).view(B, kv, D, 1) * cache.capacity + slots_B_T[:, None, None]).view(-1)
         q_dim, kv_dim = w.heads * D, kv * D
-        ropes = {lw.rope: self._rope(x, slots_B_T, lw.rope) for lw in w.layers}
+        ropes = {key: self._rope(x, slots_B_T, key) for key in {lw.rope for lw in w.layers}}
         for i, lw in enumerate(w.layers):
             qkv = lw.qkv(_rms_norm(x, w.eps))  # (B, T, q + 2 kv)
             qk = qkv[..., : q_dim + kv_dim].view(B, T, w.heads + kv, D)
