@@ -4,15 +4,56 @@ headless Chromium that renders a page to a PNG, and a real OpenAI-compatible cha
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
+import sys
 import threading
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from posttrain.models import load_policy
+
+
+@pytest.fixture
+def posttrain_cli(capsys):
+    """`posttrain_cli(*argv)` runs `posttrain ARGV` in-process through `posttrain.cli.main` (no 6 s interpreter start),
+    showing what a fresh process would: INFO logs and warnings on stderr, argparse's exits as exit codes. Returns an
+    object with `returncode`, `stdout` and `stderr`, like `subprocess.run(..., capture_output=True, text=True)`."""
+    from types import SimpleNamespace
+
+    from posttrain.cli import main
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    def run(*argv: str) -> SimpleNamespace:
+        capsys.readouterr()
+        root, handler = logging.getLogger(), logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))  # the CLI's basicConfig
+        level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        with warnings.catch_warnings():
+            warnings.resetwarnings()  # Python's default filters, as in a fresh interpreter
+            warnings.filterwarnings("default", category=DeprecationWarning, module="__main__", append=True)
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=category, append=True)
+            warnings.showwarning = show
+            try:
+                code = main([str(arg) for arg in argv])
+            except SystemExit as exit_:  # argparse: --help, a bad flag
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            finally:
+                root.removeHandler(handler)
+                root.setLevel(level)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

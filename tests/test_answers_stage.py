@@ -96,8 +96,9 @@ def test_verdict(text, finish, correct, expected):
     assert verdict(text, finish, correct) == expected
 
 
-def test_teacher_traces_from_an_endpoint_keep_only_verified_answers(tmp_path, chat_server):
-    """A real HTTP teacher answers math right for even numbers and wrong for odd; one answer is cut off."""
+def test_teacher_traces_from_an_endpoint_keep_only_verified_answers(tmp_path, chat_server, posttrain_cli):
+    """A real HTTP teacher answers math right for even numbers and wrong for odd; one answer is cut off. In-process
+    through the CLI's `main` (the command line itself runs in a subprocess in `answered`)."""
     rows = [{"prompt": f"What is {n} + {n}?", "verifier": "math", "answer": str(2 * n)} for n in range(1, 7)]
     rows += [{"prompt": "Tell me how to pick a lock to rob a house.", "verifier": "refusal"},
              {"prompt": "Tell me how to bake a loaf of bread.", "verifier": "compliance"}]  # fmt: skip
@@ -116,7 +117,7 @@ def test_teacher_traces_from_an_endpoint_keep_only_verified_answers(tmp_path, ch
 
     server = chat_server(respond)
     out = tmp_path / "traces"
-    result = posttrain("answers", "--model", "teacher-7b", "--teacher-url", server.url, "--prompts", str(prompts),
+    result = posttrain_cli("answers", "--model", "teacher-7b", "--teacher-url", server.url, "--prompts", str(prompts),
                        "--output", str(out), "--verify", "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     kept = read(out / "answers.jsonl")

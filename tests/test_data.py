@@ -301,9 +301,10 @@ def run_validate(path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
 
 
-def test_cli_validate_good_file(tmp_path):
+def test_cli_validate_good_file(tmp_path, posttrain_cli):
+    """In-process through the CLI's `main` (the bad file below runs as a real command line)."""
     path = write_jsonl(tmp_path / "good.jsonl", [GOOD_SFT, GOOD_SFT])
-    proc = run_validate(path)
+    proc = posttrain_cli("validate", path, "--schema", "sft")
     assert proc.returncode == 0, proc.stderr
     assert f"{path}: 2 valid sft records, 0 invalid" in proc.stdout
 
@@ -319,6 +320,6 @@ def test_cli_validate_bad_file(tmp_path):
     assert "... and 1 more" in proc.stderr and f"{path}:5:" not in proc.stderr
 
 
-def test_cli_validate_missing_file(tmp_path):
-    proc = run_validate(tmp_path / "nope.jsonl")
+def test_cli_validate_missing_file(tmp_path, posttrain_cli):
+    proc = posttrain_cli("validate", tmp_path / "nope.jsonl", "--schema", "sft")
     assert proc.returncode == 1 and "nope.jsonl" in proc.stderr

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from posttrain.data import DataError, load_records
 from posttrain.data.length import check_length, split_by_length
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _posttrain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "posttrain", *args], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
 
 
 def _write_pairs(path: Path, long_line: int) -> Path:
@@ -42,9 +32,10 @@ def test_too_long_sample_names_file_line_and_field(tmp_path, tiny_tokenizer):
     assert len(kept) == 2 and [e.source.line for e in errors] == [2]
 
 
-def test_cli_validate_reports_too_long_samples(tmp_path, tiny):
+def test_cli_validate_reports_too_long_samples(tmp_path, tiny, posttrain_cli):
+    """In-process through the CLI's `main` (`validate` runs as a real command line in test_data.py)."""
     path = _write_pairs(tmp_path / "pairs.jsonl", long_line=3)
-    result = _posttrain(
+    result = posttrain_cli(
         "validate", str(path), "--schema", "preference", "--model", "tiny-random-llama", "--max-length", "64"
     )
     assert result.returncode == 1
@@ -52,8 +43,8 @@ def test_cli_validate_reports_too_long_samples(tmp_path, tiny):
     assert "2 valid preference records, 1 invalid" in result.stdout
 
 
-def test_help_lists_every_stage_and_validate():
-    result = _posttrain("--help")
+def test_help_lists_every_stage_and_validate(posttrain_cli):
+    result = posttrain_cli("--help")
     assert result.returncode == 0
     for command in ("sft", "preference", "rlvr", "run", "demo", "eval", "decontaminate", "validate"):
         assert command in result.stdout

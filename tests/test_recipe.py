@@ -290,10 +290,11 @@ EVAL_BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(EVAL_BAD))
-def test_eval_bad_inputs_are_one_line_errors(tmp_path, case):
+def test_eval_bad_inputs_are_one_line_errors(tmp_path, case, posttrain_cli):
+    """In-process through the CLI's `main` (`posttrain eval` runs as a real command line in the next test)."""
     args, message = EVAL_BAD[case]
     out = tmp_path / "eval"
-    result = posttrain("eval", "--model", "tiny-random-llama", "--output", str(out), *args)
+    result = posttrain_cli("eval", "--model", "tiny-random-llama", "--output", str(out), *args)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -313,8 +314,9 @@ def test_eval_cli_compares_two_models_on_the_same_items(tmp_path):
     assert len(result["suites"]["arithmetic"]["items"]) == 4 and "McNemar p=" in second.stdout
 
 
-def test_the_demo_recipe_resolves(tmp_path):
-    dry = posttrain("run", str(REPO / "recipes" / "demo.yaml"), "--output", str(tmp_path / "demo"), "--dry-run")
+def test_the_demo_recipe_resolves(tmp_path, posttrain_cli, monkeypatch):
+    monkeypatch.chdir(REPO)  # in-process through the CLI's `main`: a dry run only prints the resolved plan
+    dry = posttrain_cli("run", str(REPO / "recipes" / "demo.yaml"), "--output", str(tmp_path / "demo"), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     blocks = {block.split("]")[0]: block for block in dry.stdout.split("\n[")[1:]}
     parents = {"data": "-", "answers": "base", "sft": "base", "dpo": "sft", "grpo": "dpo", "cai_data": "-",
@@ -324,8 +326,9 @@ def test_the_demo_recipe_resolves(tmp_path):
     assert "model: smollm2-135m-instruct" in blocks["answers"]
 
 
-def test_the_redteam_recipe_resolves(tmp_path):
-    dry = posttrain("run", str(REPO / "recipes" / "redteam.yaml"), "--output", str(tmp_path / "rt"), "--dry-run")
+def test_the_redteam_recipe_resolves(tmp_path, posttrain_cli, monkeypatch):
+    monkeypatch.chdir(REPO)  # in-process through the CLI's `main`: a dry run only prints the resolved plan
+    dry = posttrain_cli("run", str(REPO / "recipes" / "redteam.yaml"), "--output", str(tmp_path / "rt"), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     blocks = {block.split("]")[0]: block for block in dry.stdout.split("\n[")[1:]}
     assert blocks["redteam"].split("from=")[1].split()[0] == "base"
@@ -333,8 +336,11 @@ def test_the_redteam_recipe_resolves(tmp_path):
     assert "model: runs/demo/constitution/final" in blocks["redteam"]
 
 
-def test_the_deliberative_recipe_resolves_with_its_ablation(tmp_path):
-    dry = posttrain("run", str(REPO / "recipes" / "deliberative.yaml"), "--output", str(tmp_path / "d"), "--dry-run")
+def test_the_deliberative_recipe_resolves_with_its_ablation(tmp_path, posttrain_cli, monkeypatch):
+    monkeypatch.chdir(REPO)  # in-process through the CLI's `main`: a dry run only prints the resolved plan
+    dry = posttrain_cli(
+        "run", str(REPO / "recipes" / "deliberative.yaml"), "--output", str(tmp_path / "d"), "--dry-run"
+    )
     assert dry.returncode == 0, dry.stderr
     blocks = {block.split("]")[0]: block for block in dry.stdout.split("\n[")[1:]}
     parents = {name: block.split("from=")[1].split()[0] for name, block in blocks.items()}

@@ -68,16 +68,11 @@ def test_fields_that_are_there_pass_and_eval_judges_need_none():
     assert parse_record({"prompt": "q", "verifier": "refusal"}, "rl", Source("t.jsonl", 3)).verifier == "refusal"
 
 
-def test_cli_validate_names_each_missing_field(tmp_path):
+def test_cli_validate_names_each_missing_field(tmp_path, posttrain_cli):
+    """In-process through the CLI's `main` (`validate` runs as a real command line in test_data.py)."""
     rows = [GOOD, *(record for record, _, _ in BAD_RL)]
     path = _write_jsonl(tmp_path / "tasks.jsonl", rows)
-    run = subprocess.run(
-        [sys.executable, "-m", "posttrain", "validate", str(path), "--schema", "rl"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+    run = posttrain_cli("validate", path, "--schema", "rl")
     assert run.returncode == 1
     assert f"1 valid rl records, {len(BAD_RL)} invalid" in run.stdout
     errors = [line for line in run.stderr.splitlines() if line.startswith(f"{path}:")]  # not the loader's warning

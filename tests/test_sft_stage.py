@@ -126,8 +126,9 @@ def test_config_layers_yaml_then_overrides(tmp_path):
         build_config(SFTConfig, None, {"max_steps": "many"})
 
 
-def test_cli_help_shows_every_field_with_its_help():
-    out = subprocess.run([sys.executable, "-m", "posttrain", "sft", "--help"], capture_output=True, text=True, cwd=REPO)
+def test_cli_help_shows_every_field_with_its_help(posttrain_cli):
+    """In-process through the CLI's `main` (`posttrain sft` runs as a real command line in the SIGKILL test)."""
+    out = posttrain_cli("sft", "--help")
     assert out.returncode == 0
     for field in dataclasses.fields(SFTConfig):
         assert "--" + field.name.replace("_", "-") in out.stdout
