@@ -90,28 +90,28 @@ def test_lineage_records_every_stage(quick_run):
     assert "| arithmetic accuracy (n=8) |" in (quick_run / "results.md").read_text()
 
 
-def test_rerun_reuses_and_changed_settings_are_refused_then_forced(quick_run, tmp_path):
+def test_rerun_reuses_and_changed_settings_are_refused_then_forced(quick_run, tmp_path, posttrain_cli):
     root = tmp_path / "copy"
     shutil.copytree(quick_run, root)
     before = (root / "grpo" / "final" / "model.safetensors").stat().st_mtime_ns
-    rerun = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    rerun = posttrain_cli("run", str(QUICK), "--output", str(root), "--no-progress")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert set(statuses(root).values()) == {"reused"}
     assert (root / "grpo" / "final" / "model.safetensors").stat().st_mtime_ns == before
 
     changed = recipe_variant(tmp_path, lambda d: d["stages"][2]["config"].update(lr=3e-4))
-    refused = posttrain("run", str(changed), "--output", str(root), "--no-progress")
+    refused = posttrain_cli("run", str(changed), "--output", str(root), "--no-progress")
     assert refused.returncode == 2
     assert "stages.dpo was run" in refused.stderr and "lr: 0.0001 -> 0.0003" in refused.stderr
     assert "--force dpo" in refused.stderr
-    dry = posttrain("run", str(changed), "--output", str(root), "--dry-run")
+    dry = posttrain_cli("run", str(changed), "--output", str(root), "--dry-run")
     assert dry.returncode == 0 and "action=refuse (lr: 0.0001 -> 0.0003; --force dpo reruns it)" in dry.stdout
     assert "[grpo] stage=rlvr from=dpo action=refuse (its parent stage changed" in dry.stdout
 
-    until = posttrain("run", str(changed), "--output", str(root), "--no-progress", "--until", "sft")
+    until = posttrain_cli("run", str(changed), "--output", str(root), "--no-progress", "--until", "sft")
     assert until.returncode == 0, until.stderr[-2000:]  # the changed stage lies after --until: no refusal
 
-    forced = posttrain("run", str(changed), "--output", str(root), "--no-progress", "--force", "dpo")
+    forced = posttrain_cli("run", str(changed), "--output", str(root), "--no-progress", "--force", "dpo")
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert statuses(root) == {"data": "reused", "sft": "reused", "dpo": "done", "grpo": "done"}
     assert lineage(root)["stages"][2]["config"]["lr"] == 3e-4
@@ -123,49 +123,51 @@ def copy_of(quick_run: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_a_forced_rerun_evaluates_again_and_an_interrupted_cascade_is_not_reused(quick_run, tmp_path):
+def test_a_forced_rerun_evaluates_again_and_an_interrupted_cascade_is_not_reused(quick_run, tmp_path, posttrain_cli):
     root = copy_of(quick_run, tmp_path)
     before = {s["name"]: s["run"] for s in lineage(root)["stages"]}
     eval_before = json.loads((root / "evals" / "sft.json").read_text())["fingerprint"]
-    forced = posttrain("run", str(QUICK), "--output", str(root), "--no-progress", "--force", "sft", "--until", "sft")
+    forced = posttrain_cli(
+        "run", str(QUICK), "--output", str(root), "--no-progress", "--force", "sft", "--until", "sft"
+    )
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert lineage(root)["stages"][1]["run"] != before["sft"]  # same settings, a new execution
     assert json.loads((root / "evals" / "sft.json").read_text())["fingerprint"] != eval_before
-    stale = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    stale = posttrain_cli("run", str(QUICK), "--output", str(root), "--no-progress")
     assert stale.returncode == 2
     assert "stages.dpo: its parent 'sft' was run again since it ran: rerun it with --force dpo" in stale.stderr
 
 
-def test_a_changed_input_file_is_refused(quick_run, tmp_path):
+def test_a_changed_input_file_is_refused(quick_run, tmp_path, posttrain_cli):
     root = copy_of(quick_run, tmp_path)
     with (root / "data" / "rl_train_arithmetic.jsonl").open("a") as f:
         f.write(json.dumps({"prompt": "What is 1 + 1?", "verifier": "math", "answer": "2"}) + "\n")
-    refused = posttrain("run", str(QUICK), "--output", str(root), "--no-progress")
+    refused = posttrain_cli("run", str(QUICK), "--output", str(root), "--no-progress")
     assert refused.returncode == 2
     assert "stages.grpo: input 'tasks'" in refused.stderr and "--force grpo" in refused.stderr
 
 
-def test_another_base_model_refuses_the_model_stages_but_not_the_data(quick_run, tmp_path):
+def test_another_base_model_refuses_the_model_stages_but_not_the_data(quick_run, tmp_path, posttrain_cli):
     root = copy_of(quick_run, tmp_path)
     other = recipe_variant(tmp_path, lambda d: d.update(model="tiny-random-qwen2"))
-    dry = posttrain("run", str(other), "--output", str(root), "--dry-run")
+    dry = posttrain_cli("run", str(other), "--output", str(root), "--dry-run")
     assert "[data] stage=demo_data from=- action=reuse" in dry.stdout
     assert "[sft] stage=sft from=base action=refuse (model: 'tiny-random-llama' -> 'tiny-random-qwen2'" in dry.stdout
 
 
-def test_until_then_from_and_dry_run(tmp_path):
+def test_until_then_from_and_dry_run(tmp_path, posttrain_cli):
     root = tmp_path / "run"
-    dry = posttrain("run", str(QUICK), "--output", str(root), "--dry-run")
+    dry = posttrain_cli("run", str(QUICK), "--output", str(root), "--dry-run")
     assert dry.returncode == 0 and not root.exists()
     assert "[grpo] stage=rlvr from=dpo action=run" in dry.stdout and f"model: {root}/dpo/final" in dry.stdout
 
-    early = posttrain("run", str(QUICK), "--output", str(root), "--from", "dpo")
+    early = posttrain_cli("run", str(QUICK), "--output", str(root), "--from", "dpo")
     assert early.returncode == 2 and "'data' has not finished" in early.stderr
 
-    first = posttrain("run", str(QUICK), "--output", str(root), "--until", "sft", "--no-progress")
+    first = posttrain_cli("run", str(QUICK), "--output", str(root), "--until", "sft", "--no-progress")
     assert first.returncode == 0, first.stderr[-2000:]
     assert statuses(root) == {"data": "done", "sft": "done"} and not (root / "dpo").exists()
-    rest = posttrain("run", str(QUICK), "--output", str(root), "--from", "dpo", "--no-progress")
+    rest = posttrain_cli("run", str(QUICK), "--output", str(root), "--from", "dpo", "--no-progress")
     assert rest.returncode == 0, rest.stderr[-2000:]
     assert statuses(root) == {"data": "done", "sft": "done", "dpo": "done", "grpo": "done"}
 
@@ -180,20 +182,20 @@ GATES = {  # the tiny model scores 0% accuracy and 100% harmful compliance befor
 
 
 @pytest.mark.parametrize("kind", sorted(GATES))
-def test_a_tripped_gate_stops_the_recipe_and_keeps_what_was_written(tmp_path, kind):
+def test_a_tripped_gate_stops_the_recipe_and_keeps_what_was_written(tmp_path, kind, posttrain_cli):
     gate, message = GATES[kind]
 
     def gate_sft(doc):
         doc["stages"][1]["gates"] = [gate | {"against": "base"}]
 
     root = tmp_path / "run"
-    gated = posttrain("run", str(recipe_variant(tmp_path, gate_sft)), "--output", str(root), "--no-progress")
+    gated = posttrain_cli("run", str(recipe_variant(tmp_path, gate_sft)), "--output", str(root), "--no-progress")
     assert gated.returncode == 3
     assert f"stage 'sft' tripped a gate: {message} after sft" in gated.stderr and "(+0.0 points)" in gated.stderr
     assert statuses(root) == {"data": "done", "sft": "gated"} and not (root / "dpo").exists()
     assert (root / "sft" / "final" / "config.json").is_file() and (root / "report.html").is_file()
     assert lineage(root)["stages"][1]["gates"][0]["passed"] is False
-    after = posttrain("run", str(recipe_variant(tmp_path, gate_sft)), "--output", str(root), "--from", "dpo")
+    after = posttrain_cli("run", str(recipe_variant(tmp_path, gate_sft)), "--output", str(root), "--from", "dpo")
     assert after.returncode == 2 and "the earlier stage 'sft' tripped a gate" in after.stderr
 
 

@@ -50,7 +50,8 @@ from posttrain.rollout import (
     end_token_ids,
     transcript_of,
 )
-from posttrain.rollout.fused import FusedDecoder, KVCache, fused_decode_supported, weights_from
+from posttrain.rollout.families import fused_decode_supported
+from posttrain.rollout.fused import FusedDecoder, KVCache, weights_from
 from posttrain.rollout.hf import HFSampler
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
@@ -106,7 +107,7 @@ def draw(weights_B_V: torch.Tensor, generator: torch.Generator | None = None, bl
 
 
 class RolloutEngine:
-    """Sampler over an HF model of a family the fused forward supports (`posttrain.rollout.fused.FAMILIES`)."""
+    """Sampler over an HF model of a family the fused forward supports (`posttrain.rollout.families.FAMILIES`)."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
                  dtype: torch.dtype = torch.bfloat16, progress: str = ""):  # fmt: skip
