@@ -54,8 +54,11 @@ def memory_bandwidth_gbs(mb: int = 1024, reps: int = 5) -> float:
 
 
 def _gemma3_layers(n: int) -> dict:
-    return {"layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n)],
-            "sliding_window": 512, "query_pre_attn_scalar": 64}  # fmt: skip
+    return {
+        "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n)],
+        "sliding_window": 512,
+        "query_pre_attn_scalar": 64,
+    }
 
 
 # The family's config class and what sets it apart, on top of SmolLM2's shape.
@@ -69,12 +72,26 @@ SHAPES = {
 def shaped_model(shape: str) -> torch.nn.Module:
     """A random model of family `shape` in SmolLM2-135M's shape, fp32."""
     smol = AutoConfig.from_pretrained(resolve_model_dir(SMOLLM2))
-    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "bos_token_id", "eos_token_id",
-            "pad_token_id", "tie_word_embeddings")  # fmt: skip
+    keys = (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "max_position_embeddings",
+        "rms_norm_eps",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "tie_word_embeddings",
+    )
     config_class, extra = SHAPES[shape]
-    config = config_class(**{k: getattr(smol, k) for k in keys}, head_dim=smol.hidden_size // smol.num_attention_heads,
-                          **extra(smol.num_hidden_layers))  # fmt: skip
+    config = config_class(
+        **{k: getattr(smol, k) for k in keys},
+        head_dim=smol.hidden_size // smol.num_attention_heads,
+        **extra(smol.num_hidden_layers),
+    )
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
 

@@ -102,9 +102,12 @@ def load_policy(
     implementation defaults to what the model needs (`posttrain.architectures.attention_implementation`)."""
     model_dir = resolve_model_dir(spec)
     tokenizer = load_tokenizer(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
     if attn_implementation is None:
-        attn_implementation = attention_implementation(AutoConfig.from_pretrained(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn_implementation)
+        attn_implementation = attention_implementation(config)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, config=config, dtype=dtype, attn_implementation=attn_implementation
+    )
     if lora is not None:
         model = apply_lora(model, lora)
     return model, tokenizer

@@ -109,21 +109,45 @@ PRESET_CONFIGS = {
     "tiny-random-llama": (LlamaConfig, {"tie_word_embeddings": False}),
     "tiny-random-qwen2": (Qwen2Config, {"tie_word_embeddings": True}),
     # q/k norms; sliding windows on the layers from `max_window_layers` on
-    "tiny-random-qwen3": (Qwen3Config, {"head_dim": 32, "sliding_window": WINDOW, "use_sliding_window": True,
-                                        "max_window_layers": 2, "tie_word_embeddings": True}),
+    "tiny-random-qwen3": (
+        Qwen3Config,
+        {
+            "head_dim": 32,
+            "sliding_window": WINDOW,
+            "use_sliding_window": True,
+            "max_window_layers": 2,
+            "tie_word_embeddings": True,
+        },
+    ),
     "tiny-random-mistral": (MistralConfig, {"head_dim": 32, "sliding_window": WINDOW}),  # one window, every layer
     # (1 + w) norms before and after attention and MLP, scaled embeddings, q/k norms, its own attention scale,
     # sliding and global layers with their own RoPE bases, final logit soft-capping
-    "tiny-random-gemma3": (Gemma3TextConfig, {
-        "head_dim": 32, "query_pre_attn_scalar": 24, "sliding_window": WINDOW, "final_logit_softcapping": 2.0,
-        "layer_types": ["sliding_attention", "full_attention"] * 2, "tie_word_embeddings": True}),
+    "tiny-random-gemma3": (
+        Gemma3TextConfig,
+        {
+            "head_dim": 32,
+            "query_pre_attn_scalar": 24,
+            "sliding_window": WINDOW,
+            "final_logit_softcapping": 2.0,
+            "layer_types": ["sliding_attention", "full_attention"] * 2,
+            "tie_word_embeddings": True,
+        },
+    ),
     # as Gemma 3 without q/k norms, and its attention scores soft-capped (eager attention only); the caps are
     # small so that they bite on a random model's small scores and logits
-    "tiny-random-gemma2": (Gemma2Config, {"head_dim": 32, "query_pre_attn_scalar": 24, "sliding_window": WINDOW,
-                                          "attn_logit_softcapping": 0.5, "final_logit_softcapping": 2.0}),
+    "tiny-random-gemma2": (
+        Gemma2Config,
+        {
+            "head_dim": 32,
+            "query_pre_attn_scalar": 24,
+            "sliding_window": WINDOW,
+            "attn_logit_softcapping": 0.5,
+            "final_logit_softcapping": 2.0,
+        },
+    ),
     # fused qkv_proj and gate_up_proj; one window on every layer
     "tiny-random-phi3": (Phi3Config, {"tie_word_embeddings": False, "sliding_window": WINDOW}),
-}  # fmt: skip
+}
 TINY_PRESETS = tuple(PRESET_CONFIGS)
 
 

@@ -85,9 +85,16 @@ def test_layer_types_that_mistral_ignores_change_nothing(tmp_path):
     mask and the engine (they once took it for a per-layer-type model); saved and reloaded, the same config becomes a
     Ministral model, which honours them."""
     tokenizer = build_tokenizer()
-    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, sliding_window=WINDOW,
-                           layer_types=["full_attention", "sliding_attention"])  # fmt: skip
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=WINDOW,
+        layer_types=["full_attention", "sliding_attention"],
+    )
     mistral = MistralForCausalLM(config).to(torch.float64).eval()
     path = save_model(mistral, tokenizer, tmp_path / "mistral")
     ministral, _ = load_policy(path, dtype=torch.float64)
@@ -135,23 +142,39 @@ def test_fused_engine_equals_hf_greedy_decoding_and_logprobs(preset, family_dirs
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-6
 
 
-LONGROPE = {"rope_type": "longrope", "short_factor": [1.0] * 16, "long_factor": [4.0] * 16, "factor": 4.0,
-            "original_max_position_embeddings": 16}  # fmt: skip
+LONGROPE = {
+    "rope_type": "longrope",
+    "short_factor": [1.0] * 16,
+    "long_factor": [4.0] * 16,
+    "factor": 4.0,
+    "original_max_position_embeddings": 16,
+}
 
 
 @pytest.mark.parametrize(
     ("settings", "reason"),
     [
         ({"partial_rotary_factor": 0.5}, "partial rotary embeddings"),
-        ({"rope_parameters": LONGROPE, "max_position_embeddings": 64},
-         "rope_type 'longrope', whose frequencies depend on the sequence's length"),
+        (
+            {"rope_parameters": LONGROPE, "max_position_embeddings": 64},
+            "rope_type 'longrope', whose frequencies depend on the sequence's length",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_model_the_engine_cannot_run_falls_back_with_one_log_line(settings, reason, caplog, tmp_path):
     tokenizer = build_tokenizer()
-    config = Phi3Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                        num_attention_heads=2, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
-                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **settings)  # fmt: skip
+    config = Phi3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **settings,
+    )
     model, _ = load_policy(save_model(AutoModelForCausalLM.from_config(config), tokenizer, tmp_path / "phi"))
     with caplog.at_level(logging.INFO, logger="posttrain.rollout.engine"):
         sampler = make_sampler(model, tokenizer)
@@ -166,8 +189,16 @@ def test_a_model_the_engine_cannot_run_falls_back_with_one_log_line(settings, re
 def test_biases_on_every_projection_run_in_the_engine(tmp_path):
     """A Llama config with `attention_bias` and `mlp_bias` once passed the support check and then failed inside."""
     tokenizer = build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, attention_bias=True, mlp_bias=True)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attention_bias=True,
+        mlp_bias=True,
+    )
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -218,16 +249,45 @@ def test_sft_preference_and_rlvr_run_and_save_what_transformers_reloads(preset, 
     transformers with the logits of posttrain's loader."""
     sft_data, pairs, tasks = stage_data
     common = {"lr": 1e-3, "max_steps": 2, "progress": False, "decontaminate": "off"}
-    first = sft.run(sft.SFTConfig(model=str(family_dirs[preset]), data=str(sft_data), output=str(tmp_path / "sft"),
-                                  max_length=128, rows_per_batch=2, save_every=0, precision="fp32", lora=True,
-                                  **common))  # fmt: skip
-    second = preference.run(preference.PreferenceConfig(model=str(first), data=str(pairs), output=str(tmp_path / "dpo"),
-                                                        max_length=128, rows_per_batch=2, precision="fp32",
-                                                        diversity_prompts=0, **common))  # fmt: skip
-    third = rlvr.run(rlvr.RLVRConfig(model=str(second), tasks=str(tasks), output=str(tmp_path / "rl"),
-                                     prompts_per_step=2, samples_per_prompt=4, max_new_tokens=8, overlong_buffer=8,
-                                     stop=("e",),
-                                     save_every=0, **common))  # fmt: skip
+    first = sft.run(
+        sft.SFTConfig(
+            model=str(family_dirs[preset]),
+            data=str(sft_data),
+            output=str(tmp_path / "sft"),
+            max_length=128,
+            rows_per_batch=2,
+            save_every=0,
+            precision="fp32",
+            lora=True,
+            **common,
+        )
+    )
+    second = preference.run(
+        preference.PreferenceConfig(
+            model=str(first),
+            data=str(pairs),
+            output=str(tmp_path / "dpo"),
+            max_length=128,
+            rows_per_batch=2,
+            precision="fp32",
+            diversity_prompts=0,
+            **common,
+        )
+    )
+    third = rlvr.run(
+        rlvr.RLVRConfig(
+            model=str(second),
+            tasks=str(tasks),
+            output=str(tmp_path / "rl"),
+            prompts_per_step=2,
+            samples_per_prompt=4,
+            max_new_tokens=8,
+            overlong_buffer=8,
+            stop=("e",),
+            save_every=0,
+            **common,
+        )
+    )
     ids = torch.tensor([list(range(5, 5 + 3 * WINDOW))])
     start, _ = load_policy(family_dirs[preset])
     with torch.no_grad():

@@ -129,8 +129,11 @@ def test_gemma3_preset_continues_text_in_the_engine_and_renders_gemma_turns():
     capital, code = engine.run_turns(prompts, SamplingParams(max_new_tokens=8, temperature=0), None)
     assert tokenizer.decode(capital.token_ids).startswith(" Paris"), tokenizer.decode(capital.token_ids)
     assert "return a + b" in tokenizer.decode(code.token_ids), tokenizer.decode(code.token_ids)
-    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-            {"role": "assistant", "content": "Hello"}]  # fmt: skip
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
     assert tokenizer.apply_chat_template(chat, tokenize=False) == (
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
     )

@@ -25,8 +25,11 @@ class Family:
     attention_softcap: bool = False  # attention scores soft-capped by `attn_logit_softcapping` (Gemma 2)
 
 
-_GEMMA_NORMS = {"norm_offset": 1.0, "mlp_norm": "pre_feedforward_layernorm",
-                "output_norms": ("post_attention_layernorm", "post_feedforward_layernorm")}  # fmt: skip
+_GEMMA_NORMS = {
+    "norm_offset": 1.0,
+    "mlp_norm": "pre_feedforward_layernorm",
+    "output_norms": ("post_attention_layernorm", "post_feedforward_layernorm"),
+}
 FAMILIES = {
     "llama": Family(),
     "qwen2": Family(),

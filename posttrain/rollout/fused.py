@@ -152,7 +152,9 @@ def weights_from(model: PreTrainedModel, dtype: torch.dtype = torch.bfloat16, ba
             # rounded once to the decode dtype.
             qkv_weight = qkv_weight.to(fold) * scale[:, None] * norm(layer.input_layernorm)[None, :]
             qkv_bias = None if qkv_bias is None else qkv_bias.to(fold) * scale
-            out_norms = family.output_norms and tuple(norm(getattr(layer, n)).to(dtype) for n in family.output_norms)
+            out_norms = None
+            if family.output_norms is not None:
+                out_norms = tuple(norm(getattr(layer, n)).to(dtype) for n in family.output_norms)
             o_weight, o_bias = effective_weight(attn.o_proj)
             down_weight, down_bias = effective_weight(mlp.down_proj)
             layers.append(LayerWeights(
@@ -303,11 +305,7 @@ class FusedDecoder:
         cache.reserve(int(slots_B_T.max()) + 1)
         L = cache.capacity  # attention reads the whole buffer
         x = w.embed[tokens_B_T]  # (B, T, hidden)
-        masks = {  # one additive mask per window, (B * kv, group * T, L): 0 where query t may see slot l, else -inf
-            window: self._mask(slots_B_T, L, window, x.dtype)[:, None, None].expand(B, kv, group, T, L)
-            .reshape(B * kv, group * T, L)
-            for window in {lw.window for lw in w.layers}
-        }  # fmt: skip
+        masks = {window: self._mask(slots_B_T, L, window, x.dtype) for window in {lw.window for lw in w.layers}}
         # Flat cache positions written by this call: values as (B * kv * capacity) rows of D, keys as single
         # elements of (B, kv, D, capacity); each in the order the new values come in.
         value_rows = ((torch.arange(B)[:, None, None] * kv + torch.arange(kv)[:, None]) * cache.capacity
@@ -344,14 +342,20 @@ class FusedDecoder:
         logits = w.lm_head(_rms_norm(last_B_H, w.eps)).float()
         return logits if w.final_softcap is None else logits.div_(w.final_softcap).tanh_().mul_(w.final_softcap)
 
-    @staticmethod
-    def _mask(slots_B_T: torch.Tensor, capacity: int, window: int | None, dtype: torch.dtype) -> torch.Tensor:
-        """(B, T, L) additive mask: 0 where query t may see slot l, -inf elsewhere."""
+    def _mask(self, slots_B_T: torch.Tensor, capacity: int, window: int | None, dtype: torch.dtype) -> torch.Tensor:
+        """(B * kv, group * T, L) additive mask, laid out as the grouped query products read it: 0 where query t may
+        see slot l (up to its own slot, and within the last `window` slots in a sliding-window layer), -inf
+        elsewhere."""
+        (B, T), w = slots_B_T.shape, self.w
+        group = w.heads // w.kv_heads
         slot_L = torch.arange(capacity)
         visible = slot_L <= slots_B_T[..., None]  # (B, T, L)
         if window is not None:
             visible &= slot_L > slots_B_T[..., None] - window
-        return torch.full(visible.shape, float("-inf"), dtype=dtype).masked_fill_(visible, 0.0)
+        mask = torch.full(visible.shape, float("-inf"), dtype=dtype).masked_fill_(visible, 0.0)
+        return (
+            mask[:, None, None].expand(B, w.kv_heads, group, T, capacity).reshape(B * w.kv_heads, group * T, capacity)
+        )
 
     def _rope(self, x: torch.Tensor, slots_B_T: torch.Tensor, layer_type: str | None):
         """(cos, signed sin) over the heads, for `_rotate`, from the model's rotary module (of one layer type)."""
