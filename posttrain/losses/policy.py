@@ -26,6 +26,16 @@ Metrics, as TRL logs them: `clip_low_fraction` / `clip_high_fraction` are the fr
 sequences, at sequence level) where the clip binds, i.e. r < 1 - ε_low with A < 0, or r > 1 + ε_high with A > 0 (the
 tokens whose gradient is zeroed); `clip_fraction` is their sum; `ratio_mean` the mean ratio over the same units; `kl`
 the mean k3 per completion token, whenever `ref_logprobs_B_T` is passed.
+
+Truncated importance sampling against the sampler's mismatch (Yao et al. 2025, "Your efficient RL framework secretly
+brings you off-policy RL training"; TRL's `vllm_importance_sampling_mode="token_truncate"`, veRL's
+`tis_imp_ratio_cap`): when the rollouts come from another engine (vLLM, a bf16 copy of the weights) its log-probs
+π_sampler differ from the trainer's π_trainer on the same tokens. The caller then takes π_old = the trainer's own
+log-probs of the rollout, recomputed before the update, and passes `is_weights_B_T`, the detached per-token weights
+w_t = min(π_trainer(y_t) / π_sampler(y_t), C) from `truncated_importance_weights`: each clipped term is multiplied by
+w_t before the reduction, ℓ_t = -w_t · min(r_t·A, clip(r_t)·A), which corrects the expectation over the sampler's
+tokens to one over the trainer's, the cap C bounding the variance. As in TRL the KL term is added after the weighting,
+unweighted. Without `is_weights_B_T` nothing changes.
 """
 
 from __future__ import annotations
@@ -42,12 +52,10 @@ from posttrain.losses.reduce import masked_token_mean, sequence_mean_of_token_me
 Reduction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (values_B_T, mask_B_T) -> scalar
 
 
-def _check_shapes(
-    logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T, per_token_advantages
-) -> None:
-    """Raise unless the per-token tensors share one (B, T) shape and there is one advantage per sequence (per token
-    with `per_token_advantages`)."""
-    per_token = [logprobs_B_T, old_logprobs_B_T, mask_B_T] + ([] if ref_logprobs_B_T is None else [ref_logprobs_B_T])
+def _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, optional_B_T, per_token_advantages) -> None:
+    """Raise unless the per-token tensors (and those of `optional_B_T` that are not None) share one (B, T) shape and
+    there is one advantage per sequence (per token with `per_token_advantages`)."""
+    per_token = [logprobs_B_T, old_logprobs_B_T, mask_B_T] + [x for x in optional_B_T if x is not None]
     shapes = {tuple(x.shape) for x in per_token}
     if len(shapes) != 1 or logprobs_B_T.dim() != 2:
         raise ValueError(f"expected per-token tensors of one shape (B, T), got shapes {sorted(shapes)}")
@@ -107,6 +115,31 @@ def k3_kl(logprobs_B_T: torch.Tensor, ref_logprobs_B_T: torch.Tensor, mask_B_T: 
     return torch.exp(d_B_T) - d_B_T - 1.0
 
 
+def truncated_importance_weights(
+    trainer_logprobs_B_T: torch.Tensor, sampler_logprobs_B_T: torch.Tensor, mask_B_T: torch.Tensor, cap: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Detached per-token weights min(π_trainer / π_sampler, cap), 0 off-mask (Yao et al. 2025; module docstring),
+    and their metrics.
+
+    `tis/weight_mean`: the mean weight per completion token (near 1 when the engines agree: E_sampler[π_t/π_s] = 1
+    before truncation); `tis/truncated_fraction`: the fraction of tokens whose weight the cap bounds;
+    `tis/kl_sampler_trainer`: the mismatch, k3 of KL(π_sampler || π_trainer) per token, e^d - d - 1 with
+    d = log π_trainer - log π_sampler (unbiased on the sampler's tokens; 0 when the engines agree).
+    """
+    if cap <= 0:
+        raise ValueError(f"the importance weight cap must be > 0, got {cap}")
+    log_ratio_B_T = _masked_difference(trainer_logprobs_B_T.detach(), sampler_logprobs_B_T.detach(), mask_B_T)
+    ratio_B_T = torch.exp(log_ratio_B_T)
+    weights_B_T = torch.where(mask_B_T.bool(), ratio_B_T.clamp(max=cap), 0.0)
+    d_B_T = log_ratio_B_T.double()  # k3 ≈ d²/2 of a 1e-3 nat mismatch is below fp32's resolution of e^d - 1 near 0
+    metrics = {
+        "tis/weight_mean": float(masked_token_mean(weights_B_T, mask_B_T)),
+        "tis/truncated_fraction": float(masked_token_mean((ratio_B_T > cap).float(), mask_B_T)),
+        "tis/kl_sampler_trainer": float(masked_token_mean(torch.expm1(d_B_T) - d_B_T, mask_B_T)),
+    }
+    return weights_B_T, metrics
+
+
 def _unit_mean(values: torch.Tensor, mask_B_T: torch.Tensor) -> float:
     """Mean over completion tokens of a (B, T) tensor, or over sequences of a (B, 1) one."""
     values = _wide(values.detach())
@@ -126,11 +159,16 @@ def policy_loss(
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
     per_token_advantages: bool = False,
+    is_weights_B_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO-clip surrogate plus kl_beta · k3 KL per token, reduced by `reduction`; see the module docstring.
+    """PPO-clip surrogate (times `is_weights_B_T` when given) plus kl_beta · k3 KL per token, reduced by `reduction`;
+    see the module docstring.
 
-    `advantages_B` is (B,), one per sequence, or with `per_token_advantages` (B, T), one per token (PPO)."""
-    _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, ref_logprobs_B_T, per_token_advantages)
+    `advantages_B` is (B,), one per sequence, or with `per_token_advantages` (B, T), one per token (PPO).
+    `is_weights_B_T`: truncated importance weights against the sampler's mismatch (`truncated_importance_weights`),
+    treated as constants."""
+    optional_B_T = (ref_logprobs_B_T, is_weights_B_T)
+    _check_shapes(logprobs_B_T, old_logprobs_B_T, advantages_B, mask_B_T, optional_B_T, per_token_advantages)
     if kl_beta != 0.0 and ref_logprobs_B_T is None:
         raise ValueError("kl_beta != 0 needs ref_logprobs_B_T")
     terms_B_T, ratio, advantages_B_1 = clipped_surrogate(
@@ -150,6 +188,8 @@ def policy_loss(
         "clip_fraction": _unit_mean(clip_low | clip_high, mask_B_T),
         "ratio_mean": _unit_mean(ratio, mask_B_T),
     }
+    if is_weights_B_T is not None:  # Yao et al. 2025: the sampler's tokens reweighted to the trainer's; KL left out
+        terms_B_T = terms_B_T * torch.where(mask_B_T.bool(), _wide(is_weights_B_T.detach()), 0.0)
     if ref_logprobs_B_T is not None:
         kl_B_T = k3_kl(logprobs_B_T, ref_logprobs_B_T, mask_B_T)
         metrics["kl"] = _unit_mean(kl_B_T, mask_B_T)
@@ -168,6 +208,7 @@ def grpo_loss(
     eps_high: float = 0.2,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
+    is_weights_B_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO (Shao et al. 2024, eq. 3): token ratios, token mean within each sequence, then mean over sequences.
 
@@ -183,6 +224,7 @@ def grpo_loss(
         eps_high=eps_high,
         ref_logprobs_B_T=ref_logprobs_B_T,
         kl_beta=kl_beta,
+        is_weights_B_T=is_weights_B_T,
     )
 
 
@@ -198,6 +240,7 @@ def dr_grpo_loss(
     eps_high: float = 0.2,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
+    is_weights_B_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Dr.GRPO (Liu et al. 2025, eq. 3): token ratios, sum over all tokens / (B · max_completion_length).
 
@@ -217,6 +260,7 @@ def dr_grpo_loss(
         eps_high=eps_high,
         ref_logprobs_B_T=ref_logprobs_B_T,
         kl_beta=kl_beta,
+        is_weights_B_T=is_weights_B_T,
     )
 
 
@@ -231,6 +275,7 @@ def dapo_loss(
     num_tokens: float | None = None,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
+    is_weights_B_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """DAPO (Yu et al. 2025): token ratios with clip-higher (ε_high > ε_low, §3.1) and token-level normalisation (eq. 8).
 
@@ -248,6 +293,7 @@ def dapo_loss(
         eps_high=eps_high,
         ref_logprobs_B_T=ref_logprobs_B_T,
         kl_beta=kl_beta,
+        is_weights_B_T=is_weights_B_T,
     )
 
 
@@ -261,6 +307,7 @@ def gspo_loss(
     eps_high: float = 4e-4,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
+    is_weights_B_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GSPO (Zheng et al. 2025, eq. 5-7): one length-normalised ratio per sequence, clipped, mean over sequences.
 
@@ -278,6 +325,7 @@ def gspo_loss(
         ratio_level="sequence",
         ref_logprobs_B_T=ref_logprobs_B_T,
         kl_beta=kl_beta,
+        is_weights_B_T=is_weights_B_T,
     )
 
 
@@ -292,6 +340,7 @@ def ppo_loss(
     num_tokens: float | None = None,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_beta: float = 0.0,
+    is_weights_B_T: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO (Schulman et al. 2017, eq. 7) as TRL's `PPOTrainer`: per-token advantages (GAE from a critic, whitened),
     token ratios, symmetric clip 0.2, sum over tokens / `num_tokens` (TRL: `masked_mean` over a micro-batch's tokens).
@@ -309,6 +358,7 @@ def ppo_loss(
         eps_high=eps_high,
         ref_logprobs_B_T=ref_logprobs_B_T,
         kl_beta=kl_beta,
+        is_weights_B_T=is_weights_B_T,
         per_token_advantages=True,
     )
 

@@ -5,7 +5,8 @@ One update (`ppo_update`) on the scored rollouts of one RL step:
    `kl_beta` > 0, the reference's log-probs;
 2. per-token rewards (`posttrain.losses.value.token_rewards`): the verifier's reward on each sequence's last trained
    token, minus `kl_beta` · (log π_old - log π_ref) on every trained token (the k1 penalty, TRL's PPO default;
-   π_old is the sampler's log-probs). With PPO the KL lives in the reward, not in the loss;
+   π_old is the sampler's log-probs, or with `tis_cap` > 0 the trainer's recomputed ones, as veRL's
+   `old_log_prob`). With PPO the KL lives in the reward, not in the loss;
 3. GAE (`gamma`, `lam`) over each sequence's trained tokens gives advantages and returns (the value targets); the
    advantages are whitened over all the step's tokens, as TRL does;
 4. `mu` passes over packed micro-batches of the rollouts (prompts shared, `policy_update.rollout_batches`), each one
@@ -14,6 +15,8 @@ One update (`ppo_update`) on the scored rollouts of one RL step:
    value loss (`clipped_value_loss`, clip `cliprange_value` around V_old), both summed over tokens and divided by the
    step's trained-token count. The policy and the critic are clipped to `grad_clip` apart, and the critic has its
    own learning rate (`critic_lr`) on the same schedule; under AdamW `vf_coef` then matters only through the clip.
+   With `tis_cap` > 0 the policy loss is corrected for the sampler's mismatch as in every other loss
+   (`policy_update.sampler_correction`); the value loss is not weighted (as in veRL).
 
 Multi-turn trajectories (`Rollout.sampled`): values, rewards and GAE run over the sampled tokens only, in order; tool
 output and template tokens between turns are not steps of the episode (`posttrain.losses.value`).
@@ -43,7 +46,14 @@ from posttrain.losses.value import clipped_value_loss, explained_variance, gae, 
 from posttrain.train.critic import ValueModel, load_critic, save_critic, token_values
 from posttrain.train.learner import Learner
 from posttrain.train.optim import autocast, parameter_groups
-from posttrain.train.policy_update import policy_micro_loss, rollout_batches, step_loss_fn
+from posttrain.train.policy_update import (
+    SamplerCorrection,
+    policy_micro_loss,
+    rollout_batches,
+    sampler_correction,
+    step_loss_fn,
+    trained_token_mask,
+)
 from posttrain.train.preamble import Run, accumulate_and_step, lora_spec
 from posttrain.types import Rollout
 
@@ -68,12 +78,6 @@ class ValueTargets:
     num_tokens: int  # trained tokens in the step: the loss normaliser
 
 
-def trained_token_mask(rollouts: list[Rollout]) -> torch.Tensor:
-    """(N, L) bool: row i True on its first (number of trained tokens of rollout i) positions."""
-    counts_N = torch.tensor([sum(r.trained_mask) for r in rollouts])
-    return torch.arange(int(counts_N.max()))[None, :] < counts_N[:, None]
-
-
 @torch.no_grad()
 def score_tokens(run: Run, critic: ValueModel, reference, batches, mask_N_L: torch.Tensor):
     """(V_old, reference log-probs or None), each (N, L) over every rollout of the step, from packed `batches`."""
@@ -92,14 +96,19 @@ def score_tokens(run: Run, critic: ValueModel, reference, batches, mask_N_L: tor
     return values_N_L, ref_N_L
 
 
-def value_targets(run: Run, critic, reference, rollouts, rewards_N, batches) -> tuple[ValueTargets, dict[str, float]]:
-    """GAE advantages (whitened) and returns for the step's rollouts, and the step's critic metrics."""
+def value_targets(
+    run: Run, critic, reference, rollouts, rewards_N, batches, old_logprobs_N_L: torch.Tensor | None = None
+) -> tuple[ValueTargets, dict[str, float]]:
+    """GAE advantages (whitened) and returns for the step's rollouts, and the step's critic metrics; the k1 penalty
+    is taken against `old_logprobs_N_L` (default: the sampler's log-probs)."""
     config = run.config
     mask_N_L = trained_token_mask(rollouts).to(run.device)
     old_values_N_L, ref_N_L = score_tokens(run, critic, reference, batches, mask_N_L)
     kl_N_L = None
     if ref_N_L is not None:
-        kl_N_L = torch.where(mask_N_L, padded_rows([r.sampled_logprobs for r in rollouts], mask_N_L) - ref_N_L, 0.0)
+        if old_logprobs_N_L is None:
+            old_logprobs_N_L = padded_rows([r.sampled_logprobs for r in rollouts], mask_N_L)
+        kl_N_L = torch.where(mask_N_L, old_logprobs_N_L - ref_N_L, 0.0)
     rewards_N_L = token_rewards(rewards_N.to(run.device), mask_N_L, kl_N_L, config.kl_beta)
     advantages_N_L, returns_N_L = gae(rewards_N_L, old_values_N_L, mask_N_L, config.gamma, config.lam)
     stats = {
@@ -114,10 +123,19 @@ def value_targets(run: Run, critic, reference, rollouts, rewards_N, batches) -> 
     return ValueTargets(whitened_N_L, old_values_N_L, returns_N_L, int(mask_N_L.sum())), stats
 
 
-def ppo_micro_loss(pair: PolicyAndCritic, loss_fn, rollouts, targets: ValueTargets, config, metric_share, batch):
+def ppo_micro_loss(
+    pair: PolicyAndCritic,
+    loss_fn,
+    rollouts,
+    targets: ValueTargets,
+    config,
+    metric_share,
+    batch,
+    correction: SamplerCorrection | None = None,
+):
     """(policy loss + vf_coef · value loss, metrics scaled by `metric_share`) of one packed micro-batch."""
     loss, metrics = policy_micro_loss(
-        pair.policy, None, loss_fn, rollouts, targets.advantages_N_L, config, metric_share, batch
+        pair.policy, None, loss_fn, rollouts, targets.advantages_N_L, config, metric_share, batch, correction
     )
     idx = list(batch.sequence_indices)
     values_n_l, mask_n_l = per_sequence_tokens(token_values(pair.critic, batch), batch)
@@ -143,19 +161,23 @@ def ppo_update(
     def batches(epoch: int):
         return rollout_batches(rollouts, row_tokens, config.rows_per_batch, seed=config.seed + step * 31 + epoch)
 
-    targets, stats = value_targets(run, pair.critic, reference, rollouts, rewards_N, batches(0))
+    correction, tis_stats = sampler_correction(run, pair.policy, rollouts, batches(0))  # before any update
+    old_N_L = None if correction is None else correction.old_logprobs_N_L
+    targets, stats = value_targets(run, pair.critic, reference, rollouts, rewards_N, batches(0), old_N_L)
     loss_fn = functools.partial(step_loss_fn(config, rollouts), kl_beta=0.0, num_tokens=targets.num_tokens)
     parts = {"": pair.policy, "critic_": pair.critic}
     totals: dict[str, float] = defaultdict(float)
     for epoch in range(config.mu):
         epoch_batches = batches(epoch)
         share = 1 / (len(epoch_batches) * config.mu)
-        micro_loss = functools.partial(ppo_micro_loss, pair, loss_fn, rollouts, targets, config, share)
+        micro_loss = functools.partial(
+            ppo_micro_loss, pair, loss_fn, rollouts, targets, config, share, correction=correction
+        )
         result = accumulate_and_step(run, pair, optimizer, scheduler, epoch_batches, micro_loss, parts)
         stepped = {key: result.pop(key) for key in ("lr", "grad_norm", "critic_grad_norm")}
         for key, value in result.items():
             totals[key] += value
-    return stats | dict(totals) | stepped | {"trained_tokens": targets.num_tokens}
+    return stats | tis_stats | dict(totals) | stepped | {"trained_tokens": targets.num_tokens}
 
 
 def ppo_learner(run: Run, policy, tokenizer, reference) -> Learner:
