@@ -10,7 +10,9 @@ every target belongs to exactly one sequence and `per_sequence_sum`/`per_sequenc
 Speed: for architectures whose logits are the output projection of the last hidden state (soft-capped, for Gemma),
 the projection and the softmax run on the target positions only. Prompts and padding then cost no vocabulary-sized
 work, which on SmolLM2 (49k vocabulary) cut an SFT step's forward and backward by about 30%, and matters more with
-Gemma's 262k. Other architectures take the full forward and pick the predecessor slots' logits from it.
+Gemma's 262k. Other architectures take the full forward and pick the predecessor slots' logits from it. A model
+trained on several ranks (`posttrain.distributed`) goes through its engine's forward (DDP's wrapper, FSDP2's hooks)
+with `logits_to_keep` set to the predecessor slots, so the head still runs on those alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from posttrain.architectures import mask_layout
+from posttrain.distributed import forward_module
 from posttrain.packing import PackedBatch, attention_mask_4d
 
 
@@ -92,6 +95,17 @@ def target_logits(model: torch.nn.Module, batch: PackedBatch) -> tuple[torch.Ten
     distillation compares between a student and a teacher)."""
     rows, cols = target_mask(batch).nonzero(as_tuple=True)  # (N,) each
     prev = batch.prev_slot[rows, cols]  # (N,)
+    engine = forward_module(model)
+    if engine is not None:  # trained on several ranks: the engine's own forward, the head on predecessor slots only
+        keep = torch.unique(prev)  # sorted
+        out = engine(
+            input_ids=batch.input_ids,
+            position_ids=batch.position_ids,
+            attention_mask=packed_attention_mask(model, batch),
+            use_cache=False,
+            logits_to_keep=keep,
+        )
+        return rows, cols, out.logits[rows, torch.searchsorted(keep, prev)]
     if model.config.model_type not in PLAIN_HEAD_MODEL_TYPES:
         return rows, cols, forward_logits(model, batch)[rows, prev]
     mask = packed_attention_mask(model, batch)

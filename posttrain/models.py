@@ -31,6 +31,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.architectures import attention_implementation
+from posttrain.distributed import barrier, generation_copy, is_main, refresh_generation_copy
 from posttrain.io import atomic_directory, cache_dir
 from posttrain.tiny import TINY_PRESETS, build_tiny
 
@@ -222,8 +223,12 @@ def merged_copy(model: PreTrainedModel) -> PreTrainedModel:
 
 
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | os.PathLike) -> Path:
-    """Write an HF directory (LoRA merged) that plain `from_pretrained` loads; atomic: temp dir, then rename."""
-    with atomic_directory(Path(path)) as tmp:
-        merged_copy(model).save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    """Write an HF directory (LoRA merged) that plain `from_pretrained` loads; atomic: temp dir, then rename. Under
+    torchrun every rank calls this (a sharded model's weights are gathered) and the main rank writes."""
+    refresh_generation_copy(model)
+    if is_main():
+        with atomic_directory(Path(path)) as tmp:
+            merged_copy(generation_copy(model)).save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    barrier()
     return Path(path)

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from posttrain.data.pairs import GroupData
+from posttrain.distributed import sharded_map
 from posttrain.io import atomic_write_json, atomic_write_text
 from posttrain.models import save_model
 from posttrain.render import RenderedSequence
@@ -105,6 +106,12 @@ class Refill:
 # Samples and scores groups: (tasks, samples per task, sampling parameters, timings) -> one group per task
 # (`sample_groups` with a sampler and a scorer bound, or `posttrain.envs.episodes.run_groups` with an environment).
 Draw = Callable[[Sequence[RLTask], int, SamplingParams, dict[str, float]], list[Group]]
+
+
+def sharded_draw(draw: Draw) -> Draw:
+    """`draw` on several ranks: each runs the episodes of its share of the tasks, and every rank gets every group in
+    task order, so that the update's micro-batches are the same everywhere (`posttrain.distributed`)."""
+    return lambda tasks, n, params, timings: sharded_map(lambda mine: draw(mine, n, params, timings), tasks)
 
 
 def refill_informative(

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from posttrain.models import load_policy
 from posttrain.stages.sft import SFTConfig, run, train_step
 from posttrain.train.batches import epoch_batches
-from posttrain.train.config import build_config
+from posttrain.train.config import build_config, parse_override
 from posttrain.train.optim import build_optimizer, build_scheduler
 from posttrain.train.preamble import Run
 
@@ -124,6 +124,13 @@ def test_config_layers_yaml_then_overrides(tmp_path):
         build_config(SFTConfig, str(path))
     with pytest.raises(ValueError, match="'max_steps' must be int"):
         build_config(SFTConfig, None, {"max_steps": "many"})
+
+
+def test_yaml_1_1_words_on_the_command_line_mean_what_the_key_wants():
+    # `decontaminate=off`, as the gate's own message tells users to write: YAML 1.1 reads `off` as False
+    values = dict(parse_override(o) for o in ("decontaminate=off", "lora=yes", "progress=off", "resume=true"))
+    config = build_config(SFTConfig, None, values)
+    assert (config.decontaminate, config.lora, config.progress, config.resume) == ("off", True, False, True)
 
 
 def test_cli_help_shows_every_field_with_its_help(posttrain_cli):

@@ -35,6 +35,7 @@ import torch
 
 from posttrain.data import load_records
 from posttrain.data.heldout import drop_heldout_near_duplicates
+from posttrain.distributed import single_process_only
 from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_directory
 from posttrain.models import LoraSpec
@@ -49,14 +50,14 @@ from posttrain.safety.critique import Reviser, Revision, constitutional_data
 from posttrain.safety.guard import Guard, load_guard
 from posttrain.stages.sft import fit
 from posttrain.train.config import option
-from posttrain.train.preamble import Run, open_run
+from posttrain.train.preamble import ParallelOptions, Run, open_run
 from posttrain.types import Message, RLTask
 
 log = logging.getLogger("posttrain.constitution")
 
 
 @dataclass(frozen=True)
-class ConstitutionConfig(DecontaminationOptions):
+class ConstitutionConfig(DecontaminationOptions, ParallelOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     prompts: str = option("", "prompts (rl schema) with verifier 'refusal' (harmful) or 'compliance' (benign)")
     replay: str = option("", "benign SFT records (sft schema) mixed into each round's training data; empty: none")
@@ -234,6 +235,7 @@ def load_replay(path: str) -> list[dict]:
 
 def run(config: ConstitutionConfig) -> Path:
     """Critique-and-revision rounds from `config.model`; returns the last round's model, copied to `final/`."""
+    single_process_only(config, "the constitutional pass")
     if not config.prompts:
         raise ValueError("constitution needs prompts: --prompts FILE (rl schema, verifier refusal or compliance)")
     if config.critic not in CHAT_LMS:

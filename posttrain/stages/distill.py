@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from posttrain.data import load_records
+from posttrain.distributed import single_process_only
 from posttrain.envs.episodes import run_groups
 from posttrain.envs.verifier import VerifierEnv
 from posttrain.gate import DecontaminationOptions
@@ -53,13 +54,13 @@ from posttrain.train.config import option
 from posttrain.train.loop import run_loop
 from posttrain.train.plots import plot_curves
 from posttrain.train.policy_update import rollout_batches
-from posttrain.train.preamble import accumulate_and_step, open_run
+from posttrain.train.preamble import ParallelOptions, accumulate_and_step, open_run
 
 log = logging.getLogger("posttrain.distill")
 
 
 @dataclass(frozen=True)
-class DistillConfig(DecontaminationOptions):
+class DistillConfig(DecontaminationOptions, ParallelOptions):
     model: str = option("smollm2-135m-instruct", "the student: HF directory, smollm2-135m-instruct or tiny-random-*")
     teacher: str = option("", "the teacher: a model spec sharing the student's tokenizer")
     prompts: str = option("", "prompts (rl schema); their verifiers score the samples for the logs")
@@ -148,6 +149,7 @@ def micro_loss(
 
 def run(config: DistillConfig) -> Path:
     """Distil the teacher into the student on the student's samples; returns the final model directory."""
+    single_process_only(config, "distillation")
     _check(config)
     prompts = list(load_records(config.prompts, "rl").records)
     assert_trainable(prompts)

@@ -32,6 +32,7 @@ import torch
 
 from posttrain.data import load_records
 from posttrain.data.pairs import GroupData, load_groups
+from posttrain.distributed import single_process_only
 from posttrain.eval.diversity import sample_diversity
 from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_directory
@@ -47,7 +48,7 @@ from posttrain.rollout.engine import make_sampler
 from posttrain.rounds import RoundSpec, best_against_worst, judge_scorer, run_rounds
 from posttrain.train.config import option
 from posttrain.train.loop import run_loop
-from posttrain.train.preamble import Run, accumulate_and_step, open_run
+from posttrain.train.preamble import ParallelOptions, Run, accumulate_and_step, open_run
 from posttrain.train.reference import cached_reference, fingerprint, sequence_logps
 from posttrain.train.schedules import annealed
 from posttrain.train.tracking import DriftWatch
@@ -56,7 +57,7 @@ log = logging.getLogger("posttrain.preference")
 
 
 @dataclass(frozen=True)
-class PreferenceConfig(DecontaminationOptions):
+class PreferenceConfig(DecontaminationOptions, ParallelOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     data: str = option("", "offline data: preference schema, or kto schema for method=kto")
     output: str = option("runs/preference", "run directory")
@@ -262,6 +263,7 @@ def run(config: PreferenceConfig) -> Path:
 
 def run_iterated(config: PreferenceConfig) -> Path:
     """Iterated rounds from `config.model`; the last round's model is copied to `final/`."""
+    single_process_only(config, "iterated preference rounds")
     tasks = load_records(config.prompts, "rl", skip_invalid=config.skip_invalid).records
     if config.judge in VERIFIER_JUDGES:
         check_prerequisites(VERIFIER_JUDGES[config.judge] or {t.verifier for t in tasks})

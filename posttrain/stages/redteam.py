@@ -39,6 +39,7 @@ from pathlib import Path
 
 from posttrain.data import load_records
 from posttrain.data.heldout import load_independent_benign
+from posttrain.distributed import single_process_only
 from posttrain.eval.redteam import AttackEval, eval_items, evaluate_round, heldout_curve, plateaued, write_curves
 from posttrain.eval.suites import independent_sets
 from posttrain.gate import DecontaminationOptions
@@ -55,7 +56,7 @@ from posttrain.safety.redteam_round import RoundPlan, build_pairs, round_tasks
 from posttrain.safety.requests import benign_answers, harmful_requests, split_apart
 from posttrain.stages.preference import PAIRWISE, train_on
 from posttrain.train.config import option
-from posttrain.train.preamble import Run, open_run
+from posttrain.train.preamble import ParallelOptions, Run, open_run
 
 TRAIN_FAMILIES = (
     "template",
@@ -69,7 +70,7 @@ TRAIN_FAMILIES = (
 
 
 @dataclass(frozen=True)
-class RedteamConfig(DecontaminationOptions):
+class RedteamConfig(DecontaminationOptions, ParallelOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     seeds: str = option("", "seed requests (rl schema); rows with verifier 'refusal' are attacked, others skipped")
     benign: str = option("", "benign SFT records (sft schema): requests framed like the attacks, answers chosen")
@@ -244,6 +245,7 @@ def round_spec(
 def run(config: RedteamConfig) -> Path:
     """Red-team rounds from `config.model` until the plateau or `rounds`; returns the last round's model, copied to
     `final/`."""
+    single_process_only(config, "the red-team loop")
     check(config)
     inputs = load_inputs(config)
     capability = load_records(config.capability, "rl").records[: config.capability_limit] if config.capability else []

@@ -47,6 +47,7 @@ from typing import ClassVar
 
 import torch
 
+from posttrain import distributed
 from posttrain.advantages import ADVANTAGES
 from posttrain.data import load_records
 from posttrain.data.length import check_prompt_lengths
@@ -61,7 +62,7 @@ from posttrain.rewards.route import check_prerequisites
 from posttrain.rewards.shaped import ShapedReward, Shaping
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
-from posttrain.rounds import Draw, Group, Refill, group_stats, refill_informative
+from posttrain.rounds import Draw, Group, Refill, group_stats, refill_informative, sharded_draw
 from posttrain.tasks.humaneval import assert_trainable
 from posttrain.train.config import option
 from posttrain.train.learner import Learner
@@ -69,7 +70,7 @@ from posttrain.train.loop import run_loop
 from posttrain.train.plots import plot_curves
 from posttrain.train.policy_update import policy_update
 from posttrain.train.ppo_update import ppo_learner
-from posttrain.train.preamble import open_run
+from posttrain.train.preamble import ParallelOptions, open_run
 from posttrain.train.reference import reference_policy
 from posttrain.types import RLTask
 
@@ -77,7 +78,7 @@ log = logging.getLogger("posttrain.rlvr")
 
 
 @dataclass(frozen=True)
-class RLVRConfig(DecontaminationOptions):
+class RLVRConfig(DecontaminationOptions, ParallelOptions):
     model: str = option("smollm2-135m-instruct", "model spec: HF directory, smollm2-135m-instruct or tiny-random-*")
     tasks: str = option("", "training tasks (rl schema)")
     eval_tasks: str = option("", "held-out tasks (rl schema) for pass@k; empty: no evaluation")
@@ -94,6 +95,7 @@ class RLVRConfig(DecontaminationOptions):
     top_k: int = option(0, "top-k cut; 0: none")
     stop: tuple[str, ...] = option((), "stop strings: a completion ends with the token completing one")
     mu: int = option(1, "optimizer steps per batch of rollouts (PPO epochs)")
+    tis_cap: float = option(0.0, "truncated importance weights, min(p_trainer / p_sampler, tis_cap) per token; 0: off")
     eps_low: float = option(0.0, "lower clip range; 0: the loss's default (0.2; GSPO 3e-4)")
     eps_high: float = option(0.0, "upper clip range; 0: the loss's default (0.2; DAPO 0.28; GSPO 4e-4)")
     kl_beta: float = option(0.0, "KL to the starting policy: k3 in the loss (ppo: k1 in the reward); 0: no reference")
@@ -219,6 +221,8 @@ def _check(config: RLVRConfig) -> None:
         raise ValueError("samples_per_prompt must be at least 2: a group of one has no baseline")
     if config.env not in ENVS:
         raise ValueError(f"env must be one of {', '.join(ENVS)}, got {config.env!r}")
+    if config.loss in LEARNERS:
+        distributed.single_process_only(config, f"loss={config.loss}")
 
 
 def load_tasks(config: RLVRConfig) -> tuple[list[RLTask], list[RLTask]]:
@@ -242,16 +246,19 @@ def run(config: RLVRConfig) -> Path:
     run = open_run(config, "rlvr", {"tasks": config.tasks, "eval_tasks": config.eval_tasks})
     model, tokenizer = run.policy()
     run.note(train_tasks=len(train), heldout_tasks=len(heldout))
-    sampler = make_sampler(model, tokenizer, batch_size=config.rollout_batch)
+    sampler = make_sampler(distributed.generation_copy(model), tokenizer, batch_size=config.rollout_batch)
     env = ENVS[config.env](config, reward_model(config), tokenizer)
-    draw = functools.partial(run_groups, sampler, tokenizer, env)
+    draw = sharded_draw(functools.partial(run_groups, sampler, tokenizer, env))
     reference = reference_policy(model, enabled=config.kl_beta > 0)
     learner = LEARNERS.get(config.loss, group_learner)(run, model, tokenizer, reference)
-
     batches_for = functools.partial(prompt_batches, len(train), config.prompts_per_step, config.seed)
 
-    def step(index: int, micro: list[PromptBatch]) -> dict[str, float]:
+    def sync() -> None:
+        distributed.refresh_generation_copy(model)
         sampler.sync()
+
+    def step(index: int, micro: list[PromptBatch]) -> dict[str, float]:
+        sync()
         groups, first, stats = collect(draw, train, micro[0], config, index)
         stats |= group_stats(first)
         generated = sum(sum(r.trained_mask) for g in first for r in g.rollouts)  # sampled ids, tool results not
@@ -268,7 +275,7 @@ def run(config: RLVRConfig) -> Path:
         return stats | {"tokens": generated, "sequences": len(micro[0].sequence_indices)}
 
     def evaluate() -> dict[str, float]:
-        sampler.sync()
+        sync()
         return evaluate_heldout(draw, heldout, config)
 
     try:
@@ -284,11 +291,9 @@ def run(config: RLVRConfig) -> Path:
         )
     finally:
         env.close()
-    atomic_write_json(run.dir / "eval.json", {k: v for k, v in last.items() if k.startswith("eval/")})
-    plot_curves(
-        run.dir / "metrics.jsonl",
-        run.dir / "curves.png",
-        ("reward_mean", "entropy", "response_length", "eval/greedy_accuracy"),
-    )
-    learner.save(run.dir)
+    if distributed.is_main():
+        atomic_write_json(run.dir / "eval.json", {k: v for k, v in last.items() if k.startswith("eval/")})
+        curves = ("reward_mean", "entropy", "response_length", "eval/greedy_accuracy")
+        plot_curves(run.dir / "metrics.jsonl", run.dir / "curves.png", curves)
+        learner.save(run.dir)
     return save_model(model, tokenizer, run.dir / "final")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.data import load_records
+from posttrain.distributed import is_main
 from posttrain.eval.nll import eval_loss
 from posttrain.gate import DecontaminationOptions
 from posttrain.io import atomic_write_json
@@ -33,13 +34,13 @@ from posttrain.render import render_messages
 from posttrain.train.batches import epoch_batches, render_all
 from posttrain.train.config import option
 from posttrain.train.loop import run_loop
-from posttrain.train.preamble import Run, accumulate_and_step, open_run
+from posttrain.train.preamble import ParallelOptions, Run, accumulate_and_step, open_run
 
 log = logging.getLogger("posttrain.sft")
 
 
 @dataclass(frozen=True)
-class SFTConfig(DecontaminationOptions):
+class SFTConfig(DecontaminationOptions, ParallelOptions):
     model: str = option("smollm2-135m-instruct", "model spec: HF directory, smollm2-135m-instruct or tiny-random-*")
     data: str = option("", "training data (sft schema): .jsonl, .parquet or a datasets directory")
     eval_data: str = option("", "held-out data for the eval loss (sft schema); empty: no eval")
@@ -146,5 +147,6 @@ def run(config: SFTConfig) -> Path:
     final_eval = last.get("eval_loss")
     if final_eval is None and eval_batches:
         final_eval = evaluate()["eval_loss"]
-    atomic_write_json(run.dir / "eval.json", {"eval_loss": final_eval, "steps": total_steps})
+    if is_main():
+        atomic_write_json(run.dir / "eval.json", {"eval_loss": final_eval, "steps": total_steps})
     return save_model(model, tokenizer, run.dir / "final")

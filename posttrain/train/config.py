@@ -37,6 +37,9 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
 def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
     """Check (and gently convert) a YAML- or command-line value against the field's type."""
     origin = typing.get_origin(kind)
@@ -44,6 +47,7 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
         options = [a for a in typing.get_args(kind) if a is not type(None)]
         return None if value is None else _coerce(value, options[0], key, where)
     if kind is bool:
+        value = BOOL_WORDS.get(value.lower(), value) if isinstance(value, str) else value
         if isinstance(value, bool):
             return value
     elif kind in (float, int):
@@ -69,7 +73,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {text!r} is not of the form key=value")
-    return key.strip().replace("-", "_"), yaml.safe_load(raw) if raw.strip() else ""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        value = raw.strip()  # YAML 1.1's on/off/yes/no: a word for a str key (decontaminate=off), else a bool word
+    return key.strip().replace("-", "_"), value
 
 
 def build_config(

@@ -7,8 +7,8 @@ LoRA and gradient checkpointing as the config says, seeded; `Run.optimization` b
 the config's keys; `Run.settings` fills the shared loop's settings. `accumulate_and_step` is the one
 backward-accumulate-clip-step of every stage.
 
-The config keys read here (`model`, `output`, `resume`, `seed`, `precision`, `lora`, `lora_r`, `lora_alpha`,
-`lora_targets`, `gradient_checkpointing`, `lr`, `weight_decay`, `warmup_ratio`, `min_lr_ratio`, `grad_clip`,
+The config keys read here (`model`, `output`, `resume`, `seed`, `precision`, `parallel`, `lora`, `lora_r`,
+`lora_alpha`, `lora_targets`, `gradient_checkpointing`, `lr`, `weight_decay`, `warmup_ratio`, `min_lr_ratio`, `grad_clip`,
 `save_every`, `keep_last`, `trackers`, `progress`) therefore mean the same thing in every stage.
 """
 
@@ -22,12 +22,22 @@ from typing import Any
 
 import torch
 
+from posttrain import distributed
 from posttrain.models import LoraSpec
-from posttrain.train.config import save_config
+from posttrain.train.config import option, save_config
 from posttrain.train.loop import LoopSettings, check_run_dir
 from posttrain.train.manifest import write_manifest
 from posttrain.train.optim import autocast, resolve_precision
 from posttrain.train.setup import build_optimization, build_policy, clip_and_step, device_for_training
+
+
+@dataclass(frozen=True)
+class ParallelOptions:
+    """The config key of every training stage that says how ranks share the work."""
+
+    parallel: str = option(
+        "none", "none (one process), ddp or fsdp2 (under torchrun: torchrun --nproc_per_node=N -m posttrain ...)"
+    )
 
 
 def lora_spec(config: Any) -> LoraSpec | None:
@@ -52,9 +62,10 @@ class Run:
     def policy(self, spec: str | None = None, seed: int | None = None):
         """(model, tokenizer) to train: `spec` (default the config's model), seeded, LoRA and checkpointing as set."""
         seed = self.config.seed if seed is None else seed
-        return build_policy(
+        model, tokenizer = build_policy(
             spec or self.config.model, self.device, seed, lora_spec(self.config), self.config.gradient_checkpointing
         )
+        return distributed.WRAPPERS[self.config.parallel](model, self.precision), tokenizer
 
     def optimization(self, model, total_steps: int, groups: list[dict] | None = None):
         """AdamW (over `groups` if given: parameters with their own lr) and its warmup-cosine schedule over
@@ -70,8 +81,11 @@ class Run:
         )
 
     def note(self, **extra: Any) -> None:
-        """Write config.yaml and manifest.json, with facts learnt while loading (counts of skipped records, ...)."""
-        self.notes.update(extra)
+        """Write config.yaml and manifest.json, with facts learnt while loading (counts of skipped records, ...); on
+        the main rank only."""
+        self.notes.update(extra, world_size=distributed.world_size())
+        if not distributed.is_main():
+            return
         save_config(self.config, self.dir / "config.yaml")
         write_manifest(
             self.dir, self.stage, self.config.model, self.inputs, {"precision": self.precision, **self.notes}
@@ -79,7 +93,9 @@ class Run:
 
 
 def open_run(config: Any, stage: str, inputs: dict[str, str]) -> Run:
-    """Check the output directory and pick device and precision; nothing is written until `Run.note`."""
+    """Join the torchrun job if `parallel` asks, check the output directory and pick device and precision; nothing
+    is written until `Run.note`."""
+    distributed.start(config.parallel)
     run_dir = Path(config.output)
     check_run_dir(run_dir, config.resume)
     device = device_for_training()
@@ -104,12 +120,18 @@ def accumulate_and_step(
     `micro_loss(batch)` runs under the run's autocast on a batch already on the device, and returns its loss,
     already scaled for the whole step (so the gradients add up to the step's loss), and metrics that are summed
     over the micro-batches (scale them by the micro-batch's share to get means). Returns the sums, lr and grad norm.
+
+    On several ranks each runs its share of the micro-batches (`posttrain.distributed.share`), gradients are reduced
+    with the last one, and the sums are summed over ranks.
     """
     totals: dict[str, float] = defaultdict(float)
-    for batch in micro_batches:
-        with autocast(run.precision, run.device):
-            loss, metrics = micro_loss(batch.to(run.device))
-        loss.backward()
+    mine = distributed.share(micro_batches)
+    for index, (batch, weight) in enumerate(mine):
+        with distributed.gradient_sync(model, enabled=index == len(mine) - 1):
+            with autocast(run.precision, run.device):
+                loss, metrics = micro_loss(batch.to(run.device))
+            (loss * (weight * distributed.loss_scale())).backward()
         for key, value in metrics.items():
-            totals[key] += value
-    return dict(totals) | clip_and_step(model, optimizer, scheduler, run.config.grad_clip, parts)
+            totals[key] += value * weight
+    totals = distributed.all_reduce_sums(dict(totals))
+    return totals | clip_and_step(model, optimizer, scheduler, run.config.grad_clip, parts)

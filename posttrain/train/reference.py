@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from posttrain.distributed import is_main, is_sharded
 from posttrain.io import atomic_write_json
 from posttrain.logprobs import per_sequence_sum, token_logprobs
 from posttrain.models import is_lora
@@ -58,6 +59,8 @@ def cached_reference(run_dir: Path, key: str, compute) -> torch.Tensor:
         return torch.load(ref_path, weights_only=True)
     started = time.perf_counter()
     ref = compute()
+    if not is_main():  # every rank computed the same; the main rank keeps it
+        return ref
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = ref_path.with_name(".reference_logps.pt.tmp")
     torch.save(ref, tmp)
@@ -79,5 +82,7 @@ def reference_policy(model, enabled: bool = True):
                 yield model
 
         return base_weights
+    if is_sharded(model):
+        raise NotImplementedError("a frozen reference (kl_beta > 0) is not kept under parallel=fsdp2 yet: use ddp")
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
     return lambda: contextlib.nullcontext(frozen)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from posttrain.distributed import local_device
 from posttrain.models import LoraSpec, load_policy
 from posttrain.train.optim import build_optimizer, build_scheduler
 
 
 def device_for_training() -> torch.device:
-    """The GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when there is one (this rank's, under torchrun), else the CPU."""
+    return local_device()
 
 
 def build_policy(
@@ -57,9 +58,8 @@ def clip_and_step(
     norms = {}
     for prefix, part in (parts or {"": model}).items():
         params = [p for p in part.parameters() if p.requires_grad]
-        norms[f"{prefix}grad_norm"] = float(
-            torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
-        )
+        norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+        norms[f"{prefix}grad_norm"] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP2
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()
