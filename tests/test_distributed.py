@@ -47,6 +47,7 @@ def one(files, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("one-process")
     assert main(_sft(files, root / "sft", *STEPS)) == 0
     assert main(_preference(files, root / "dpo")) == 0
+    assert main(_sft(files, root / "lora", "max_steps=2", "lora=true", "eval_every=0")) == 0
     return root
 
 
@@ -119,6 +120,7 @@ def test_ddp_gives_the_single_process_losses(files, tmp_path, one):
                 _sft(files, ranks / "sft", *STEPS, "parallel=ddp"),
                 _preference(files, ranks / "dpo", "parallel=ddp"),
                 _rlvr(files, ranks / "rlvr", "parallel=ddp"),
+                _sft(files, ranks / "lora", "max_steps=2", "lora=true", "eval_every=0", "parallel=ddp"),
             ],
             tmp_path,
         )
@@ -129,6 +131,8 @@ def test_ddp_gives_the_single_process_losses(files, tmp_path, one):
         ranks / "sft" / "checkpoints" / "step_9" / "sharded" / ".metadata"
     ).is_file()  # torch.distributed.checkpoint
     _check_preference_and_rlvr(ranks, one, "ddp")
+    _assert_close(_curve(one / "lora", "loss", "grad_norm"), _curve(ranks / "lora", "loss", "grad_norm"), "ddp lora")
+    assert not any("lora" in k for k in AutoModelForCausalLM.from_pretrained(ranks / "lora" / "final").state_dict())
     trained = AutoModelForCausalLM.from_pretrained(ranks / "sft" / "final").state_dict()
     alone = AutoModelForCausalLM.from_pretrained(one / "sft" / "final").state_dict()
     assert max(float((trained[k] - alone[k]).abs().max()) for k in alone) < 1e-4
