@@ -195,7 +195,7 @@ def all_reduce_sums(values: dict[str, float]) -> dict[str, float]:
     if not is_initialized() or not values:
         return values
     keys = sorted(values)
-    totals = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    totals = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=local_device())  # NCCL: GPU
     dist.all_reduce(totals)
     return dict(zip(keys, totals.tolist(), strict=True))
 
