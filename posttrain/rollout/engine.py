@@ -25,7 +25,8 @@ same prompts, weights and parameters gives the same rollouts; a different `batch
 
 After an optimizer step, `sync()` re-reads the policy's weights (LoRA merged) into the engine's bf16 copy.
 Models the fused forward does not support, and models on a GPU, get the plain `HFSampler` from `make_sampler` (a
-log line says why).
+log line says why). `make_sampler` also builds the other backends by name (`SamplerOptions.sampler`): `hf`, `vllm`
+(`posttrain.rollout.vllm`) and `vllm-server` (`posttrain.rollout.vllm_server`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ from posttrain.rollout import (
 from posttrain.rollout.families import fused_decode_supported
 from posttrain.rollout.fused import FusedDecoder, KVCache, weights_from
 from posttrain.rollout.hf import HFSampler
+from posttrain.rollout.options import SamplerOptions
+from posttrain.rollout.vllm import VLLMSampler
+from posttrain.rollout.vllm_server import VLLMServerSampler
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
 
@@ -113,7 +117,7 @@ class RolloutEngine:
                  dtype: torch.dtype = torch.bfloat16, progress: str = ""):  # fmt: skip
         if next(model.parameters()).device.type != "cpu":
             raise NotImplementedError("RolloutEngine runs on CPU; for a model on a GPU use make_sampler (plain "
-                                      "generate; a vLLM backend is a later issue)")  # fmt: skip
+                                      "generate, or sampler=vllm)")  # fmt: skip
         self.model, self.tokenizer, self.batch_size, self.dtype = model, tokenizer, batch_size, dtype
         self.progress = progress  # a progress-bar label; empty: no bar
         self.eos_ids = end_token_ids(model, tokenizer)
@@ -250,8 +254,8 @@ class RolloutEngine:
         return text.strip()
 
 
-def make_sampler(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
-                 progress: str = "") -> Sampler:  # fmt: skip
+def _auto_sampler(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int, progress: str,
+                  options: SamplerOptions) -> Sampler:  # fmt: skip
     """The `RolloutEngine` where the fused forward supports the model, else the plain `HFSampler` on the model."""
     reason = fused_decode_supported(model.get_base_model() if hasattr(model, "get_base_model") else model)
     if reason is None and next(model.parameters()).device.type != "cpu":
@@ -260,3 +264,27 @@ def make_sampler(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, bat
         return RolloutEngine(model, tokenizer, batch_size=batch_size, progress=progress)
     log.info("rollouts use plain generate: %s", reason)
     return HFSampler(model, tokenizer, batch_size=batch_size, progress=progress)
+
+
+# Each backend's factory: (model, tokenizer, batch_size, progress, options) -> Sampler. vLLM schedules its own
+# batches, so its samplers take no batch size; the server sampler keeps `batch_size` requests in flight.
+SAMPLER_BACKENDS = {
+    "auto": _auto_sampler,
+    "hf": lambda model, tokenizer, batch_size, progress, options: HFSampler(model, tokenizer, batch_size, progress),
+    "vllm": lambda model, tokenizer, batch_size, progress, options: VLLMSampler(
+        model, tokenizer, gpu_memory=options.vllm_gpu_memory, progress=progress
+    ),
+    "vllm-server": lambda model, tokenizer, batch_size, progress, options: VLLMServerSampler(
+        options.vllm_url, model, tokenizer, concurrency=batch_size
+    ),
+}
+
+
+def make_sampler(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64,
+                 progress: str = "", options: SamplerOptions | None = None) -> Sampler:  # fmt: skip
+    """The sampler `options.sampler` names (`SAMPLER_BACKENDS`); by default "auto": the `RolloutEngine` where the
+    fused forward supports the model, else the plain `HFSampler`."""
+    options = options or SamplerOptions()
+    if options.sampler not in SAMPLER_BACKENDS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLER_BACKENDS)}, got {options.sampler!r}")
+    return SAMPLER_BACKENDS[options.sampler](model, tokenizer, batch_size, progress, options)
