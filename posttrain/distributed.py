@@ -37,8 +37,12 @@ import torch.distributed as dist
 T = TypeVar("T")
 
 
+_joined = False  # set by `start`: others start process groups too (vLLM's in-process engine starts one of its own)
+
+
 def is_initialized() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    """Whether this process trains as one rank of a torchrun job (joined through `start`)."""
+    return _joined and dist.is_initialized()
 
 
 def world_size() -> int:
@@ -78,10 +82,12 @@ def start(parallel: str) -> None:
         return
     if "RANK" not in os.environ:
         raise ValueError(f"parallel={parallel} runs under torchrun: torchrun --nproc_per_node=N -m posttrain ...")
-    if not is_initialized():
+    global _joined
+    if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(local_device())
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    _joined = True
 
 
 _DDP_WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DistributedDataParallel

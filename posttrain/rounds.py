@@ -42,6 +42,7 @@ from posttrain.render import RenderedSequence
 from posttrain.rewards import Judge
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.types import RLTask, Rollout, Score
 
 log = logging.getLogger("posttrain.rounds")
@@ -262,6 +263,7 @@ class RoundSpec:
     train: Callable[[Built, RoundContext], dict]  # trains ctx.model in place; returns the last metrics row
     evaluate: Callable[[RoundContext], dict] = lambda ctx: {}
     rollout_batch: int = 64  # rows decoded together by the sampler
+    sampler_options: SamplerOptions | None = None  # the backend (`make_sampler`); None: auto
 
 
 RoundTasks = Sequence[RLTask] | Callable[[RoundContext], Sequence[RLTask]]  # the same every round, or made per round
@@ -274,7 +276,7 @@ def run_round(spec: RoundSpec, index: int, round_dir: Path, model, tokenizer, ta
     ctx = RoundContext(index, round_dir, model, tokenizer)
     tasks = tasks(ctx) if callable(tasks) else tasks
     timings = {"generation_s": 0.0, "scoring_s": 0.0}
-    sampler = make_sampler(model, tokenizer, batch_size=spec.rollout_batch)
+    sampler = make_sampler(model, tokenizer, batch_size=spec.rollout_batch, options=spec.sampler_options)
     groups = sample_groups(sampler, spec.score, tasks, spec.samples_per_prompt, spec.sampling(index), timings)
     del sampler  # its weight snapshot is stale once training starts
     atomic_write_text(round_dir / "samples.jsonl", _jsonl(sample_rows(groups)))

@@ -33,6 +33,7 @@ from posttrain.rewards.math import MathVerifier
 from posttrain.rewards.refusal import is_refusal
 from posttrain.rollout import greedy_texts
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.safety.attacks import OTHER, Archive, Attack, compose, make_attack
 from posttrain.types import Messages, RLTask
 
@@ -61,6 +62,7 @@ class AttackEval:
     max_new_tokens: int = 48
     seed: int = 0
     progress: bool = True
+    sampler_options: SamplerOptions | None = None  # the backend (`make_sampler`); None: auto
 
 
 def eval_items(settings: AttackEval, jailbreaks: Sequence[Messages], benign: Sequence[str]) -> dict[str, list[Attack]]:
@@ -99,7 +101,7 @@ def evaluate_policy(
     settings: AttackEval, model, tokenizer, items: dict[str, list[Attack]], leads: Sequence[str] = (), capability=()
 ) -> dict[str, dict]:
     """Greedy replies to every item, judged: {suite: {"rate", "items"}}."""
-    sampler = make_sampler(model, tokenizer, batch_size=64)
+    sampler = make_sampler(model, tokenizer, batch_size=64, options=settings.sampler_options)
     sampler.progress = "redteam eval" if settings.progress else ""
     suites = {**items, "adaptive": adaptive_attacks(settings, leads)}
     flat = [(suite, a) for suite, attacks in suites.items() for a in attacks]

@@ -35,6 +35,7 @@ from posttrain.models import load_policy
 from posttrain.rewards.math import MathVerifier
 from posttrain.rollout import Sampler, greedy_texts
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.safety.guard import load_guard
 from posttrain.safety.guarded import GuardedReplies, Replies
 from posttrain.train.config import ConfigError, config_to_dict, option
@@ -42,7 +43,7 @@ from posttrain.types import RLTask
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(SamplerOptions):
     """`posttrain eval`: the model, the suites and where eval.json goes."""
 
     model: str = option("smollm2-135m-instruct", "model spec: HF directory, smollm2-135m-instruct or tiny-random-*")
@@ -62,6 +63,7 @@ def evaluate_model(
     limit: int = 0,
     progress: bool = True,
     guard: str | Path = "",
+    sampler_options: SamplerOptions | None = None,
 ) -> dict:
     """Run `suites` on `model` (loaded once, one sampler for all) and return the content of eval.json.
 
@@ -75,7 +77,7 @@ def evaluate_model(
         raise ConfigError(f"suites: no eval suite given; known: {', '.join(SUITES)}")
     paths = eval_sets(data_dir)
     policy, tokenizer = load_policy(model)
-    sampler = make_sampler(policy, tokenizer, batch_size=64)  # one bf16 snapshot for every suite
+    sampler = make_sampler(policy, tokenizer, 64, options=sampler_options)  # one weight snapshot for every suite
     guarded = GuardedReplies(policy, tokenizer, load_guard(Path(guard))) if guard else None
     replies: dict[tuple[str, int], Replies] = {}  # suites on the same file share one generation
     results = {}
@@ -192,7 +194,7 @@ def _is_binary(items: list[dict], metric: str) -> bool:
 def run(config: EvalConfig) -> Path:
     """Evaluate `config.model` (and the baseline), write `<output>/eval.json` atomically, print a table."""
     result = evaluate_model(
-        config.model, config.suites, config.data_dir or None, config.limit, config.progress, config.guard
+        config.model, config.suites, config.data_dir or None, config.limit, config.progress, config.guard, config
     )
     result["config"] = config_to_dict(config)
     output = Path(config.output)
@@ -213,7 +215,9 @@ def _baseline(config: EvalConfig, output: Path) -> dict:
         given = given / "eval.json"
     if given.is_file():
         return json.loads(given.read_text())
-    baseline = evaluate_model(config.compare, config.suites, config.data_dir or None, config.limit, config.progress)
+    baseline = evaluate_model(
+        config.compare, config.suites, config.data_dir or None, config.limit, config.progress, sampler_options=config
+    )
     atomic_write_json(output / "eval_baseline.json", baseline)
     return baseline
 

@@ -6,7 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from posttrain.rollout.options import SamplerOptions
 from posttrain.types import Messages, Rollout
+
+__all__ = ["SamplerOptions"]  # re-exported: the config keys beside the sampling parameters
 
 
 @dataclass(frozen=True)

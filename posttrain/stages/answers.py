@@ -42,6 +42,7 @@ from posttrain.rewards.refusal import is_refusal
 from posttrain.rewards.route import ByTaskVerifier, check_prerequisites
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.safety.guard_data import WRAPPERS, framed_copy
 from posttrain.train.config import option, save_config
 from posttrain.train.manifest import write_manifest
@@ -51,7 +52,7 @@ log = logging.getLogger("posttrain.answers")
 
 
 @dataclass(frozen=True)
-class AnswersConfig(DecontaminationOptions):
+class AnswersConfig(DecontaminationOptions, SamplerOptions):
     model: str = option("smollm2-135m-instruct", "the model that answers (teacher, or the model itself)")
     teacher_url: str = option("", "an OpenAI-compatible endpoint (http://host:port/v1) serving `model`; empty: local")
     verify: bool = option(False, "keep only answers the task's verifier scores correct (teacher traces)")
@@ -83,7 +84,7 @@ def local_answers(config: AnswersConfig, asked: list[Messages]) -> list[tuple[st
     """(text, finish reason) of each prompt's answer by the local model, batched through the rollout engine."""
     model, tokenizer = load_policy(config.model)
     model.eval()
-    sampler = make_sampler(model, tokenizer, config.batch_size, "answers" if config.progress else "")
+    sampler = make_sampler(model, tokenizer, config.batch_size, "answers" if config.progress else "", config)
     params = SamplingParams(config.max_new_tokens, config.temperature, seed=config.seed, stop=config.stop)
     return [(group[0].text, group[0].finish_reason) for group in sampler.sample(asked, 1, params)]
 

@@ -44,6 +44,7 @@ from posttrain.rewards.judge import CHAT_LMS, ChatLMSpec, chat_lm
 from posttrain.rewards.refusal import EXPECTATIONS, expectation_scorer, is_refusal
 from posttrain.rollout import SamplingParams, greedy_texts
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.rounds import Built, Group, RoundContext, RoundSpec, run_rounds
 from posttrain.safety.constitution import Constitution, load_constitution
 from posttrain.safety.critique import Reviser, Revision, constitutional_data
@@ -57,7 +58,7 @@ log = logging.getLogger("posttrain.constitution")
 
 
 @dataclass(frozen=True)
-class ConstitutionConfig(DecontaminationOptions, ParallelOptions):
+class ConstitutionConfig(DecontaminationOptions, ParallelOptions, SamplerOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     prompts: str = option("", "prompts (rl schema) with verifier 'refusal' (harmful) or 'compliance' (benign)")
     replay: str = option("", "benign SFT records (sft schema) mixed into each round's training data; empty: none")
@@ -204,9 +205,12 @@ def train_records(run: Run, built: Built, ctx: RoundContext) -> dict:
     return fit(run, ctx.model, sequences, ctx.tokenizer.pad_token_id, ctx.dir, ctx.dir.name)[0]
 
 
-def refusal_rates(ctx: RoundContext, tasks: list[RLTask], max_new_tokens: int) -> dict[str, float]:
+def refusal_rates(
+    ctx: RoundContext, tasks: list[RLTask], max_new_tokens: int, options: SamplerOptions | None = None
+) -> dict[str, float]:
     """Greedy refusal rate on the harmful prompts and over-refusal on the benign ones."""
-    replies = greedy_texts(make_sampler(ctx.model, ctx.tokenizer), [t.prompt for t in tasks], max_new_tokens)
+    sampler = make_sampler(ctx.model, ctx.tokenizer, options=options)
+    replies = greedy_texts(sampler, [t.prompt for t in tasks], max_new_tokens)
     out = {}
     for verifier, name in (("refusal", "refusal_rate"), ("compliance", "over_refusal")):
         refused = [is_refusal(r) for t, r in zip(tasks, replies, strict=True) if t.verifier == verifier]
@@ -220,11 +224,12 @@ def round_spec(run: Run, tasks: list[RLTask], replay: list[dict], guard: Guard |
     return RoundSpec(
         data_name="sft",
         samples_per_prompt=1,
+        sampler_options=c,
         sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, seed=c.seed * 7919 + index),
         score=expectation_scorer,
         build=lambda groups, ctx: revise(run, constitution, guard, groups, ctx, replay),
         train=lambda built, ctx: train_records(run, built, ctx),
-        evaluate=lambda ctx: refusal_rates(ctx, tasks, min(c.max_new_tokens, 64)),
+        evaluate=lambda ctx: refusal_rates(ctx, tasks, min(c.max_new_tokens, 64), c),
     )
 
 

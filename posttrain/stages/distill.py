@@ -47,6 +47,7 @@ from posttrain.models import LoraSpec, load_policy, load_tokenizer, save_model
 from posttrain.rewards.route import check_prerequisites
 from posttrain.rewards.shaped import ShapedReward, Shaping
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.rounds import group_stats
 from posttrain.stages.rlvr import evaluate_heldout, prompt_batches, sampling
 from posttrain.tasks.humaneval import assert_trainable
@@ -60,7 +61,7 @@ log = logging.getLogger("posttrain.distill")
 
 
 @dataclass(frozen=True)
-class DistillConfig(DecontaminationOptions, ParallelOptions):
+class DistillConfig(DecontaminationOptions, ParallelOptions, SamplerOptions):
     model: str = option("smollm2-135m-instruct", "the student: HF directory, smollm2-135m-instruct or tiny-random-*")
     teacher: str = option("", "the teacher: a model spec sharing the student's tokenizer")
     prompts: str = option("", "prompts (rl schema); their verifiers score the samples for the logs")
@@ -166,8 +167,8 @@ def run(config: DistillConfig) -> Path:
     run.note(prompts=len(prompts), heldout_tasks=len(heldout), teacher=config.teacher)
     optimizer, scheduler = run.optimization(model, config.max_steps)
     env = VerifierEnv(ShapedReward(Shaping()))
-    student = make_sampler(model, tokenizer, batch_size=config.rollout_batch)
-    teacher_sampler = make_sampler(teacher, tokenizer, batch_size=config.rollout_batch)
+    student = make_sampler(model, tokenizer, batch_size=config.rollout_batch, options=config)
+    teacher_sampler = make_sampler(teacher, tokenizer, batch_size=config.rollout_batch, options=config)
     draws = {sampler: functools.partial(run_groups, sampler, tokenizer, env) for sampler in (student, teacher_sampler)}
 
     def step(index: int, micro: list) -> dict[str, float]:

@@ -45,6 +45,7 @@ from posttrain.rewards.judge import JudgeSettings, build_judge
 from posttrain.rewards.route import check_prerequisites
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.rounds import RoundSpec, best_against_worst, judge_scorer, run_rounds
 from posttrain.train.config import option
 from posttrain.train.loop import run_loop
@@ -57,7 +58,7 @@ log = logging.getLogger("posttrain.preference")
 
 
 @dataclass(frozen=True)
-class PreferenceConfig(DecontaminationOptions, ParallelOptions):
+class PreferenceConfig(DecontaminationOptions, ParallelOptions, SamplerOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     data: str = option("", "offline data: preference schema, or kto schema for method=kto")
     output: str = option("runs/preference", "run directory")
@@ -227,7 +228,7 @@ def measure_diversity(config: PreferenceConfig, model, tokenizer, prompts) -> di
     if not config.diversity_prompts or not prompts:
         return {}
     params = SamplingParams(min(config.max_new_tokens, 96), 1.0, 1.0, 0, seed=12345)
-    sampler = make_sampler(model, tokenizer)
+    sampler = make_sampler(model, tokenizer, options=config)
     return sample_diversity(sampler, prompts[: config.diversity_prompts], config.diversity_samples, params)[0]
 
 
@@ -240,6 +241,7 @@ def round_spec(run: Run, tasks) -> RoundSpec:
         data_name="pairs",
         samples_per_prompt=c.samples_per_prompt,
         sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, c.top_p, 0, seed=c.seed * 7919 + index),
+        sampler_options=c,
         score=judge_scorer(judge),
         build=lambda groups, ctx: best_against_worst(groups, c.min_margin, c.max_length),
         train=lambda built, ctx: train_on(run, ctx.model, ctx.tokenizer, built.data, ctx.dir),

@@ -47,7 +47,7 @@ from posttrain.io import atomic_directory, atomic_write_json
 from posttrain.models import LoraSpec, load_policy
 from posttrain.rewards.judge import CHAT_LMS, ChatLM, ChatLMSpec, chat_lm
 from posttrain.rewards.refusal import expectation_scorer
-from posttrain.rollout import SamplingParams
+from posttrain.rollout import SamplerOptions, SamplingParams
 from posttrain.rounds import RoundContext, RoundSpec, run_rounds
 from posttrain.safety.attacks import HELDOUT_FAMILIES, check_families, harm_category
 from posttrain.safety.constitution import Constitution, load_constitution
@@ -70,7 +70,7 @@ TRAIN_FAMILIES = (
 
 
 @dataclass(frozen=True)
-class RedteamConfig(DecontaminationOptions, ParallelOptions):
+class RedteamConfig(DecontaminationOptions, ParallelOptions, SamplerOptions):
     model: str = option("smollm2-135m-instruct", "policy to start from: HF directory or model spec")
     seeds: str = option("", "seed requests (rl schema); rows with verifier 'refusal' are attacked, others skipped")
     benign: str = option("", "benign SFT records (sft schema): requests framed like the attacks, answers chosen")
@@ -235,6 +235,7 @@ def round_spec(
         data_name="pairs",
         samples_per_prompt=c.samples_per_prompt,
         sampling=lambda index: SamplingParams(c.max_new_tokens, c.temperature, seed=c.seed * 7919 + index),
+        sampler_options=c,
         score=expectation_scorer,
         build=lambda groups, ctx: build_pairs(plan, inputs.constitution, groups, ctx, guard, judge),
         train=lambda built, ctx: train_on(run, ctx.model, ctx.tokenizer, built.data, ctx.dir),
@@ -262,6 +263,7 @@ def run(config: RedteamConfig) -> Path:
         max_new_tokens=config.eval_max_new_tokens,
         seed=config.seed,
         progress=config.progress,
+        sampler_options=config,
     )
     jailbreaks = load_records(independent_sets()["jailbreak_heldout"], "rl").records[: config.heldout_jailbreaks]
     items = eval_items(

@@ -62,6 +62,7 @@ from posttrain.rewards.route import check_prerequisites
 from posttrain.rewards.shaped import ShapedReward, Shaping
 from posttrain.rollout import SamplingParams
 from posttrain.rollout.engine import make_sampler
+from posttrain.rollout.options import SamplerOptions
 from posttrain.rounds import Draw, Group, Refill, group_stats, refill_informative, sharded_draw
 from posttrain.tasks.humaneval import assert_trainable
 from posttrain.train.config import option
@@ -78,7 +79,7 @@ log = logging.getLogger("posttrain.rlvr")
 
 
 @dataclass(frozen=True)
-class RLVRConfig(DecontaminationOptions, ParallelOptions):
+class RLVRConfig(DecontaminationOptions, ParallelOptions, SamplerOptions):
     model: str = option("smollm2-135m-instruct", "model spec: HF directory, smollm2-135m-instruct or tiny-random-*")
     tasks: str = option("", "training tasks (rl schema)")
     eval_tasks: str = option("", "held-out tasks (rl schema) for pass@k; empty: no evaluation")
@@ -246,7 +247,7 @@ def run(config: RLVRConfig) -> Path:
     run = open_run(config, "rlvr", {"tasks": config.tasks, "eval_tasks": config.eval_tasks})
     model, tokenizer = run.policy()
     run.note(train_tasks=len(train), heldout_tasks=len(heldout))
-    sampler = make_sampler(distributed.generation_copy(model), tokenizer, batch_size=config.rollout_batch)
+    sampler = make_sampler(distributed.generation_copy(model), tokenizer, config.rollout_batch, options=config)
     env = ENVS[config.env](config, reward_model(config), tokenizer)
     draw = sharded_draw(functools.partial(run_groups, sampler, tokenizer, env))
     reference = reference_policy(model, enabled=config.kl_beta > 0)
