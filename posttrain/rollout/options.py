@@ -7,9 +7,13 @@ vLLM sampler is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from posttrain.train.config import option
+
+def option(default: Any, help: str) -> Any:
+    """`posttrain.train.config.option`, which the rollout package sits below: a field with its `--help` line."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
