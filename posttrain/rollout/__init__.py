@@ -61,6 +61,31 @@ def transcript_of(pieces: Sequence[Piece], last: Turn) -> Transcript:
 ContinueWith = Callable[[list[int], list[Turn]], list[Sequence[int] | None]]
 
 
+def regenerated_turns(
+    prompt_ids: Sequence[Sequence[int]], next_turns: Callable[[list[int], list[list[int]], int], list[Turn]],
+    continue_with: ContinueWith | None,
+) -> list[Transcript]:  # fmt: skip
+    """`Sampler.run_turns` for samplers that keep no cache between turns: `next_turns(rows, histories, turn)` gives
+    the next turn of the active rows (indices into the prompts) from their whole id sequences (prompt, turns so far,
+    appended ids), in order. Ids are never decoded and re-encoded between turns."""
+    pieces: list[list[Piece]] = [[] for _ in prompt_ids]
+    history = [list(ids) for ids in prompt_ids]
+    last: dict[int, Turn] = {}
+    active, turn = list(range(len(prompt_ids))), 0
+    while active:
+        turns = next_turns(active, [history[i] for i in active], turn)
+        follow = continue_with(active, turns) if continue_with else [None] * len(turns)
+        for i, t, ids in zip(active, turns, follow, strict=True):
+            pieces[i].append((t.token_ids, t.logprobs, True))
+            history[i] += t.token_ids
+            if ids is not None:
+                pieces[i].append((tuple(ids), (0.0,) * len(ids), False))
+                history[i] += ids
+        last.update(zip(active, turns, strict=True))
+        active, turn = [i for i, ids in zip(active, follow, strict=True) if ids is not None], turn + 1
+    return [transcript_of(p, last[i]) for i, p in enumerate(pieces)]
+
+
 class Sampler(Protocol):
     """Anything that turns prompts into rollouts; training never depends on how."""
 

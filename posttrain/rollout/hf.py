@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.render import render_prompt
-from posttrain.rollout import ContinueWith, Piece, SamplingParams, Transcript, Turn, end_token_ids, transcript_of
+from posttrain.rollout import ContinueWith, SamplingParams, Transcript, Turn, end_token_ids, regenerated_turns
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
 
@@ -47,23 +47,12 @@ class HFSampler:
     ) -> list[Transcript]:
         """Multi-turn sampling (see `Sampler.run_turns`). Each turn regenerates from the row's whole id sequence: no
         cache is kept between turns, but ids are never re-encoded either. The first turn is `sample`'s draw."""
-        pieces: list[list[Piece]] = [[] for _ in prompt_ids]
-        history = [list(ids) for ids in prompt_ids]
-        last: dict[int, Turn] = {}
-        active, turn = list(range(len(prompt_ids))), 0
-        while active:
-            rollouts = self._sample_rows([history[i] for i in active], params, params.seed + 7919 * turn)
-            turns = [Turn(r.token_ids, r.logprobs, r.text, r.finish_reason) for r in rollouts]
-            follow = continue_with(active, turns) if continue_with else [None] * len(turns)
-            for i, t, ids in zip(active, turns, follow, strict=True):
-                pieces[i].append((t.token_ids, t.logprobs, True))
-                history[i] += t.token_ids
-                if ids is not None:
-                    pieces[i].append((tuple(ids), (0.0,) * len(ids), False))
-                    history[i] += ids
-            last.update(zip(active, turns, strict=True))
-            active, turn = [i for i, ids in zip(active, follow, strict=True) if ids is not None], turn + 1
-        return [transcript_of(p, last[i]) for i, p in enumerate(pieces)]
+
+        def next_turns(rows: list[int], histories: list[list[int]], turn: int) -> list[Turn]:
+            rollouts = self._sample_rows(histories, params, params.seed + 7919 * turn)
+            return [Turn(r.token_ids, r.logprobs, r.text, r.finish_reason) for r in rollouts]
+
+        return regenerated_turns(prompt_ids, next_turns, continue_with)
 
     def _sample_rows(self, rows: list[list[int]], params: SamplingParams, seed: int) -> list[Rollout]:
         """One completion per id sequence, in input order: rows sorted by length into batches, batch b seeded by

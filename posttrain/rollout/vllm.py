@@ -52,7 +52,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.models import merged_copy
 from posttrain.render import render_prompt
-from posttrain.rollout import ContinueWith, Piece, SamplingParams, Transcript, Turn, end_token_ids, transcript_of
+from posttrain.rollout import ContinueWith, SamplingParams, Transcript, Turn, end_token_ids, regenerated_turns
 from posttrain.rollout.hf import _stop_string_end
 from posttrain.text import before_stop
 from posttrain.types import Messages, Rollout
@@ -135,26 +135,14 @@ def run_turns_by(draw: Draw, tokenizer: PreTrainedTokenizerBase, eos_ids: frozen
     """`Sampler.run_turns` over a vLLM backend's `draw`, as `HFSampler` does it: each turn continues from the row's
     whole id sequence (vLLM's prefix cache holds most of it already). Row r of turn t is seeded `row_seed(params.seed,
     t)` + r, so the first turn is `sample`'s draw."""
-    pieces: list[list[Piece]] = [[] for _ in prompt_ids]
-    history = [list(ids) for ids in prompt_ids]
-    last: dict[int, Turn] = {}
-    active, turn = list(range(len(prompt_ids))), 0
-    while active:
-        seeds = [row_seed(params.seed, turn) + i for i in active]
-        drawn = draw_rows(draw, [history[i] for i in active], 1, params, seeds)
-        rollouts = [completion(tokenizer, eos_ids, history[i], *group[0], params.stop)
-                    for i, group in zip(active, drawn, strict=True)]  # fmt: skip
-        turns = [Turn(r.token_ids, r.logprobs, r.text, r.finish_reason) for r in rollouts]
-        follow = continue_with(active, turns) if continue_with else [None] * len(turns)
-        for i, t, ids in zip(active, turns, follow, strict=True):
-            pieces[i].append((t.token_ids, t.logprobs, True))
-            history[i] += t.token_ids
-            if ids is not None:
-                pieces[i].append((tuple(ids), (0.0,) * len(ids), False))
-                history[i] += ids
-        last.update(zip(active, turns, strict=True))
-        active, turn = [i for i, ids in zip(active, follow, strict=True) if ids is not None], turn + 1
-    return [transcript_of(p, last[i]) for i, p in enumerate(pieces)]
+
+    def next_turns(rows: list[int], histories: list[list[int]], turn: int) -> list[Turn]:
+        drawn = draw_rows(draw, histories, 1, params, [row_seed(params.seed, turn) + i for i in rows])
+        rollouts = [completion(tokenizer, eos_ids, ids, *group[0], params.stop)
+                    for ids, group in zip(histories, drawn, strict=True)]  # fmt: skip
+        return [Turn(r.token_ids, r.logprobs, r.text, r.finish_reason) for r in rollouts]
+
+    return regenerated_turns(prompt_ids, next_turns, continue_with)
 
 
 @contextlib.contextmanager
