@@ -275,7 +275,7 @@ SAMPLER_BACKENDS = {
         model, tokenizer, gpu_memory=options.vllm_gpu_memory, progress=progress
     ),
     "vllm-server": lambda model, tokenizer, batch_size, progress, options: VLLMServerSampler(
-        options.vllm_url, model, tokenizer, concurrency=batch_size
+        options.vllm_url, model, tokenizer, concurrency=batch_size, sync_dir=options.vllm_sync_dir
     ),
 }
 

@@ -24,6 +24,11 @@ class SamplerOptions:
         "auto", "auto: the fused CPU engine where it applies, else HF generate; hf; vllm; vllm-server"
     )
     vllm_url: str = option("http://localhost:8000", "the running `vllm serve` that sampler=vllm-server talks to")
+    vllm_sync_dir: str = option(
+        "",
+        "sampler=vllm-server: a directory the server can read at the same path; sync() saves the policy there and "
+        "has the server reload it (start it with VLLM_SERVER_DEV_MODE=1); empty: sync() refuses",
+    )
     vllm_gpu_memory: float = option(
         0.3, "sampler=vllm: the fraction of GPU memory vLLM takes for weights and KV cache (on CPU, of the RAM)"
     )
