@@ -220,6 +220,27 @@ def test_sync_merges_lora(lora_vllm):
     assert [g[0].token_ids for g in plain] != [g[0].token_ids for g in merged]  # so the agreement needed the merge
 
 
+def test_sync_takes_up_tied_embeddings(lora_vllm):
+    """SmolLM2, the default model, ties its output head to its embeddings: a changed embedding must reach vLLM's
+    (separately repacked, on CPU) head too. The tiny Qwen2 here ties them; its embeddings are scaled 3x."""
+    model, tokenizer, sampler = lora_vllm
+    params = SamplingParams(max_new_tokens=10, temperature=0)
+    embeddings = model.get_input_embeddings().weight
+    assert embeddings is model.get_output_embeddings().weight
+    before, saved = sampler.sample(PROMPTS, 1, params), embeddings.detach().clone()
+    try:
+        with torch.no_grad():
+            embeddings.mul_(3.0)
+        sampler.sync()
+        after = sampler.sample(PROMPTS, 1, params)
+        assert [g[0].token_ids for g in after] != [g[0].token_ids for g in before]
+        _assert_same(after, HFSampler(model, tokenizer).sample(PROMPTS, 1, params), LOGPROB_TOL["tiny"])
+    finally:
+        with torch.no_grad():
+            embeddings.copy_(saved)
+        sampler.sync()
+
+
 def test_make_sampler_picks_the_backend_the_options_name(tiny_vllm, monkeypatch):
     model, tokenizer, _ = tiny_vllm
     assert isinstance(make_sampler(model, tokenizer), RolloutEngine)

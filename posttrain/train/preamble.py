@@ -8,8 +8,8 @@ the config's keys; `Run.settings` fills the shared loop's settings. `accumulate_
 backward-accumulate-clip-step of every stage.
 
 The config keys read here (`model`, `output`, `resume`, `seed`, `precision`, `parallel`, `lora`, `lora_r`,
-`lora_alpha`, `lora_targets`, `gradient_checkpointing`, `lr`, `weight_decay`, `warmup_ratio`, `min_lr_ratio`, `grad_clip`,
-`save_every`, `keep_last`, `trackers`, `progress`) therefore mean the same thing in every stage.
+`lora_alpha`, `lora_targets`, `gradient_checkpointing`, `lr`, `weight_decay`, `warmup_ratio`, `min_lr_ratio`,
+`grad_clip`, `save_every`, `keep_last`, `trackers`, `progress`) therefore mean the same thing in every stage.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class Run:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def policy(self, spec: str | None = None, seed: int | None = None):
-        """(model, tokenizer) to train: `spec` (default the config's model), seeded, LoRA and checkpointing as set."""
+        """(model, tokenizer) to train: `spec` (default the config's model), seeded, LoRA and checkpointing as set,
+        wrapped or sharded as `parallel` says (`posttrain.distributed.WRAPPERS`)."""
         seed = self.config.seed if seed is None else seed
         model, tokenizer = build_policy(
             spec or self.config.model, self.device, seed, lora_spec(self.config), self.config.gradient_checkpointing
