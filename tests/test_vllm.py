@@ -458,7 +458,7 @@ def test_rlvr_samples_with_vllm_and_syncs_it_after_every_update(tmp_path):
     out = tmp_path / "rlvr"
     command = [sys.executable, "-m", "posttrain", "rlvr", "--model", "tiny-random-llama", "--tasks", str(tasks),
                "max_steps=2", "prompts_per_step=4", "samples_per_prompt=4", "max_new_tokens=12", "overlong_buffer=12",
-               "stop=[e]", "lr=1e-3", "precision=fp32", "tis_cap=2", "progress=false", "save_every=0",
+               "stop=[e]", "lr=1e-3", "precision=fp32", "tis_cap=2", "progress=false", "save_every=1",
                "--decontaminate", "off", "--sampler", "vllm", "--output", str(out)]  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
@@ -469,6 +469,8 @@ def test_rlvr_samples_with_vllm_and_syncs_it_after_every_update(tmp_path):
         assert row["tis/kl_sampler_trainer"] < 1e-9, row
         assert row["tis/weight_mean"] == pytest.approx(1.0, abs=1e-4)
     assert (out / "final" / "model.safetensors").is_file()
+    # vLLM's own process group does not make posttrain take the torchrun checkpoint path
+    assert (out / "checkpoints" / "step_1" / "trainable.safetensors").is_file()
 
 
 def test_rlvr_samples_from_a_vllm_server_and_pushes_every_update_to_it(vllm_server, tmp_path):
