@@ -119,30 +119,40 @@ def draw_rows(draw: Draw, prompts: list[list[int]], n: int, params: SamplingPara
     return [group * copies for group in draw(prompts, n // copies, params, seeds)]
 
 
-def sample_by(draw: Draw, tokenizer: PreTrainedTokenizerBase, eos_ids: frozenset[int], prompts: Sequence[Messages],
-              n: int, params: SamplingParams) -> list[list[Rollout]]:  # fmt: skip
-    """`Sampler.sample` over a vLLM backend's `draw`: row i * n + j is seeded `row_seed(params.seed, 0)` + i * n + j."""
-    prompt_ids = [render_prompt(tokenizer, p) for p in prompts]
-    seeds = [row_seed(params.seed, 0) + i * n for i in range(len(prompts))]
-    groups = draw_rows(draw, prompt_ids, n, params, seeds)
-    return [[completion(tokenizer, eos_ids, ids, *drawn, params.stop) for drawn in group]
-            for ids, group in zip(prompt_ids, groups, strict=True)]  # fmt: skip
+class DrawingSampler:
+    """`Sampler.sample` and `Sampler.run_turns` over a vLLM backend's `_draw` (a `Draw`), with `tokenizer` and
+    `eos_ids`: both backends cut, decode and seed the same way."""
 
+    tokenizer: PreTrainedTokenizerBase
+    eos_ids: frozenset[int]
 
-def run_turns_by(draw: Draw, tokenizer: PreTrainedTokenizerBase, eos_ids: frozenset[int],
-                 prompt_ids: Sequence[Sequence[int]], params: SamplingParams, continue_with: ContinueWith | None
-                 ) -> list[Transcript]:  # fmt: skip
-    """`Sampler.run_turns` over a vLLM backend's `draw`, as `HFSampler` does it: each turn continues from the row's
-    whole id sequence (vLLM's prefix cache holds most of it already). Row r of turn t is seeded `row_seed(params.seed,
-    t)` + r, so the first turn is `sample`'s draw."""
+    def _draw(self, prompts: list[list[int]], n: int, params: SamplingParams, seeds: list[int]) -> list[list[Drawn]]:
+        raise NotImplementedError
 
-    def next_turns(rows: list[int], histories: list[list[int]], turn: int) -> list[Turn]:
-        drawn = draw_rows(draw, histories, 1, params, [row_seed(params.seed, turn) + i for i in rows])
-        rollouts = [completion(tokenizer, eos_ids, ids, *group[0], params.stop)
-                    for ids, group in zip(histories, drawn, strict=True)]  # fmt: skip
-        return [Turn(r.token_ids, r.logprobs, r.text, r.finish_reason) for r in rollouts]
+    def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
+        """`n` rollouts per prompt, grouped per prompt, in prompt order: row i * n + j is seeded
+        `row_seed(params.seed, 0)` + i * n + j."""
+        prompt_ids = [render_prompt(self.tokenizer, p) for p in prompts]
+        seeds = [row_seed(params.seed, 0) + i * n for i in range(len(prompts))]
+        groups = draw_rows(self._draw, prompt_ids, n, params, seeds)
+        return [[completion(self.tokenizer, self.eos_ids, ids, *drawn, params.stop) for drawn in group]
+                for ids, group in zip(prompt_ids, groups, strict=True)]  # fmt: skip
 
-    return regenerated_turns(prompt_ids, next_turns, continue_with)
+    def run_turns(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, continue_with: ContinueWith | None
+    ) -> list[Transcript]:
+        """Multi-turn sampling from token ids, as `HFSampler` does it: each turn continues from the row's whole id
+        sequence (vLLM's prefix cache holds most of it already). Row r of turn t is seeded `row_seed(params.seed,
+        t)` + r, so the first turn is `sample`'s draw."""
+
+        def next_turns(rows: list[int], histories: list[list[int]], turn: int) -> list[Turn]:
+            seeds = [row_seed(params.seed, turn) + i for i in rows]
+            drawn = draw_rows(self._draw, histories, 1, params, seeds)
+            rollouts = [completion(self.tokenizer, self.eos_ids, ids, *group[0], params.stop)
+                        for ids, group in zip(histories, drawn, strict=True)]  # fmt: skip
+            return [Turn(r.token_ids, r.logprobs, r.text, r.finish_reason) for r in rollouts]
+
+        return regenerated_turns(prompt_ids, next_turns, continue_with)
 
 
 @contextlib.contextmanager
@@ -178,7 +188,7 @@ def _check_distributed_state() -> None:
         )
 
 
-class VLLMSampler:
+class VLLMSampler(DrawingSampler):
     """Sampler over vLLM's engine, in this process, following the policy `model` through `sync()`."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gpu_memory: float = 0.3,
@@ -208,16 +218,6 @@ class VLLMSampler:
         weights = merged_copy(self.model).state_dict()
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights.items())})
         self.llm.reset_prefix_cache()  # its keys and values were computed with the old weights
-
-    def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
-        """`n` rollouts per prompt, grouped per prompt, in prompt order (see `sample_by`)."""
-        return sample_by(self._draw, self.tokenizer, self.eos_ids, prompts, n, params)
-
-    def run_turns(
-        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, continue_with: ContinueWith | None
-    ) -> list[Transcript]:
-        """Multi-turn sampling from token ids (see `Sampler.run_turns` and `run_turns_by`)."""
-        return run_turns_by(self._draw, self.tokenizer, self.eos_ids, prompt_ids, params, continue_with)
 
     def _draw(self, prompts: list[list[int]], n: int, params: SamplingParams, seeds: list[int]) -> list[list[Drawn]]:
         """`n` completions per prompt from the engine, one request per prompt (see `Draw`)."""

@@ -44,7 +44,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,16 +53,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from posttrain.distributed import barrier, is_main
 from posttrain.io import atomic_directory
 from posttrain.models import merged_copy
-from posttrain.rollout import ContinueWith, SamplingParams, Transcript, end_token_ids
-from posttrain.rollout.vllm import Drawn, run_turns_by, sample_by
-from posttrain.types import Messages, Rollout
+from posttrain.rollout import SamplingParams, end_token_ids
+from posttrain.rollout.vllm import DrawingSampler, Drawn
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "token_id:"  # how `return_tokens_as_token_ids` names each sampled token
 DEV_MODE_HINT = "its weight-reload routes exist only in dev mode: start it with VLLM_SERVER_DEV_MODE=1"
 
 
-class VLLMServerSampler:
+class VLLMServerSampler(DrawingSampler):
     """Sampler over a running `vllm serve` at `url`, serving the model that `model` (the policy) holds; with a
     `sync_dir`, `sync()` pushes the policy's weights to it."""
 
@@ -121,16 +119,6 @@ class VLLMServerSampler:
         self.timings = {"save_s": saved - started, "reload_s": time.perf_counter() - saved}
         log.info("pushed the policy to %s through %s: saved in %.2f s, reloaded in %.2f s", self.url, target,
                  self.timings["save_s"], self.timings["reload_s"])  # fmt: skip
-
-    def sample(self, prompts: Sequence[Messages], n: int, params: SamplingParams) -> list[list[Rollout]]:
-        """`n` rollouts per prompt, grouped per prompt, in prompt order (see `sample_by`)."""
-        return sample_by(self._draw, self.tokenizer, self.eos_ids, prompts, n, params)
-
-    def run_turns(
-        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams, continue_with: ContinueWith | None
-    ) -> list[Transcript]:
-        """Multi-turn sampling from token ids (see `Sampler.run_turns` and `run_turns_by`)."""
-        return run_turns_by(self._draw, self.tokenizer, self.eos_ids, prompt_ids, params, continue_with)
 
     def _draw(self, prompts: list[list[int]], n: int, params: SamplingParams, seeds: list[int]) -> list[list[Drawn]]:
         """`n` completions per prompt, one request per prompt, up to `concurrency` in flight (see `Draw`)."""
