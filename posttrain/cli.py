@@ -102,8 +102,9 @@ def _run_recipe(args: argparse.Namespace) -> int:
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="runs/demo", help="the demo's run directory")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    parser.add_argument("--dry-run", action="store_true", help="print the demo's plan and exit; writes nothing")
     parser.set_defaults(
-        run=_run_recipe, recipe=str(RECIPES / "demo.yaml"), start=None, until=None, force=[], dry_run=False
+        run=_run_recipe, recipe=str(RECIPES / "demo.yaml"), model=None, start=None, until=None, force=[]
     )
 
 

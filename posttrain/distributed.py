@@ -14,8 +14,9 @@ ranks (`all_reduce_sums`), and only the main rank writes files (`is_main`).
   never the model's decoder directly, since DDP arms its gradient hooks in its own forward.
 - `fsdp2`: `fully_shard` on each decoder block and on the whole model, bf16 parameters in compute when the run is
   bf16 (`MixedPrecisionPolicy`, fp32 gradient reduction). Generation needs whole weights without collectives (ranks
-  sample different prompts for different lengths), so a plain copy of the model is kept for samplers and refreshed
-  from the shards after each update (`refresh_generation_copy`), as colocated rollout engines hold one.
+  sample different prompts for different lengths), so a sampler gets a plain copy of the model, built when first
+  asked for and refreshed from the shards after each update (`generation_copy`), as colocated rollout engines hold
+  one.
 
 Checkpoints of a parallel run go through `torch.distributed.checkpoint` (`posttrain.train.checkpoint`), which
 reshards on load: a run resumes on the same or another number of ranks.
@@ -24,7 +25,6 @@ reshards on load: a run resumes on the same or another number of ranks.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import os
 import weakref
@@ -90,7 +90,6 @@ def start(parallel: str) -> None:
     _joined = True
 
 
-_DDP_WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its DistributedDataParallel
 _GENERATION_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # sharded model -> its plain copy
 
 
@@ -107,8 +106,20 @@ def _ddp(model, precision: str):
     # forward, evaluation included, a collective call (the flag's name changed in torch 2.13)
     new_flag = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
     no_buffer_sync = {"forward_sync_buffers" if new_flag else "broadcast_buffers": False}
-    _DDP_WRAPPERS[model] = DistributedDataParallel(model, device_ids=ids, **no_buffer_sync)
+    wrapper = DistributedDataParallel(model, device_ids=ids, **no_buffer_sync)
+    object.__setattr__(model, "_posttrain_ddp", _Wrapper(wrapper))  # not a submodule; freed with the model
     return model
+
+
+class _Wrapper:
+    """Holds a model's DDP wrapper. A copy of the model (a frozen reference, a LoRA merge) gets none: it is not the
+    model DDP reduces gradients for."""
+
+    def __init__(self, ddp) -> None:
+        self.ddp = ddp
+
+    def __deepcopy__(self, memo) -> None:
+        return None
 
 
 def _fsdp2(model, precision: str):
@@ -116,7 +127,6 @@ def _fsdp2(model, precision: str):
 
     if hasattr(model, "peft_config"):
         raise NotImplementedError("parallel=fsdp2 trains full weights; for LoRA use parallel=ddp")
-    plain = copy.deepcopy(model).eval().requires_grad_(False)
     bf16 = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     policy = bf16 if precision == "bf16" else MixedPrecisionPolicy()
     for block in model.get_decoder().layers:
@@ -124,7 +134,6 @@ def _fsdp2(model, precision: str):
     # the root too reshards after each forward: FSDP2 leaves its weights whole until the backward otherwise, and after
     # a forward without one (a reference pass, an evaluation) `model.parameters()` would hand out the whole copies
     fully_shard(model, mp_policy=policy, reshard_after_forward=True)
-    _GENERATION_COPIES[model] = plain
     return model
 
 
@@ -147,15 +156,31 @@ def is_sharded(model) -> bool:
 def forward_module(model) -> torch.nn.Module | None:
     """What a training forward must call for the parallel engine to see it (the DDP wrapper, or the sharded model
     itself, whose own hooks gather its weights); None for a model trained in one process."""
-    wrapper = _DDP_WRAPPERS.get(model)
+    wrapper = _ddp_wrapper(model)
     if wrapper is not None:
         return wrapper
     return model if is_sharded(model) else None
 
 
+def _ddp_wrapper(model):
+    holder = model.__dict__.get("_posttrain_ddp")
+    return holder.ddp if holder is not None else None
+
+
 def generation_copy(model):
-    """The model samplers generate from: `model` itself, or the plain copy kept beside a sharded model."""
-    return _GENERATION_COPIES.get(model, model)
+    """The model samplers generate from: `model` itself, or for a sharded model a plain copy with its whole weights,
+    built on first use (every rank calls this together: the weights are gathered) and kept up to date by
+    `refresh_generation_copy`. SFT and DPO never ask for one until they save the final model."""
+    if not is_sharded(model):
+        return model
+    if model not in _GENERATION_COPIES:
+        from transformers import AutoModelForCausalLM
+
+        config = model.config
+        plain = AutoModelForCausalLM.from_config(config, attn_implementation=config._attn_implementation)
+        _GENERATION_COPIES[model] = plain.to(local_device()).eval().requires_grad_(False)
+        refresh_generation_copy(model)
+    return _GENERATION_COPIES[model]
 
 
 def refresh_generation_copy(model) -> None:
@@ -186,7 +211,7 @@ def loss_scale() -> float:
 def gradient_sync(model, enabled: bool) -> Iterator[None]:
     """Let the backward passes inside reduce gradients across ranks only when `enabled` (the step's last
     micro-batch): the others accumulate locally."""
-    wrapper = _DDP_WRAPPERS.get(model)
+    wrapper = _ddp_wrapper(model)
     if wrapper is not None and not enabled:
         with wrapper.no_sync():
             yield

@@ -226,9 +226,10 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path:
     """Write an HF directory (LoRA merged) that plain `from_pretrained` loads; atomic: temp dir, then rename. Under
     torchrun every rank calls this (a sharded model's weights are gathered) and the main rank writes."""
     refresh_generation_copy(model)
+    whole = generation_copy(model)
     if is_main():
         with atomic_directory(Path(path)) as tmp:
-            merged_copy(generation_copy(model)).save_pretrained(tmp, safe_serialization=True)
+            merged_copy(whole).save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
     barrier()
     return Path(path)

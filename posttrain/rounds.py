@@ -21,6 +21,7 @@ loop's plateau rule), and a round's tasks may be made for it (the red-team round
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 
 from posttrain.data.pairs import GroupData
-from posttrain.distributed import sharded_map
+from posttrain.distributed import rank, sharded_map
 from posttrain.io import atomic_write_json, atomic_write_text
 from posttrain.models import save_model
 from posttrain.render import RenderedSequence
@@ -110,9 +111,19 @@ Draw = Callable[[Sequence[RLTask], int, SamplingParams, dict[str, float]], list[
 
 
 def sharded_draw(draw: Draw) -> Draw:
-    """`draw` on several ranks: each runs the episodes of its share of the tasks, and every rank gets every group in
-    task order, so that the update's micro-batches are the same everywhere (`posttrain.distributed`)."""
-    return lambda tasks, n, params, timings: sharded_map(lambda mine: draw(mine, n, params, timings), tasks)
+    """`draw` on several ranks: each runs the episodes of its share of the tasks (tasks rank, rank + N, ...) with its
+    own seed, and every rank gets every group in task order, so that the update's micro-batches are the same
+    everywhere (`posttrain.distributed`). The samplers seed by position within a call, so on N ranks the rollouts
+    differ from one process's, as with another seed. `timings["prompts_this_rank"]` counts this rank's tasks."""
+
+    def on_my_share(tasks, n, params, timings):
+        def mine(share):
+            timings["prompts_this_rank"] = timings.get("prompts_this_rank", 0) + len(share)
+            return draw(share, n, dataclasses.replace(params, seed=params.seed + rank() * 1_000_003), timings)
+
+        return sharded_map(mine, tasks)
+
+    return on_my_share
 
 
 def refill_informative(

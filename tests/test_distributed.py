@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from test_preference_stage import _pairs_file
 from test_sft_stage import _arithmetic_sft
+from torch.distributed.checkpoint import FileSystemReader
 from transformers import AutoModelForCausalLM
 
 from posttrain.tasks.arithmetic import arithmetic_tasks
@@ -106,7 +107,7 @@ def _check_preference_and_rlvr(ranks: Path, one: Path, parallel: str) -> None:
                   f"{parallel} dpo")  # fmt: skip
     rl = _rows(ranks / "rlvr")
     assert [r["step"] for r in rl] == [1, 2] and all(r["trained_tokens"] > 0 for r in rl)
-    assert rl[0]["sampled_groups"] == 4  # the ranks sampled 2 prompts each and both trained on all 4 groups
+    assert [r["sampled_groups"] for r in rl] == [4, 4] and [r["prompts_this_rank"] for r in rl] == [2, 2]
     for stage in ("dpo", "rlvr"):  # plain HF directories, whatever the engine
         model = AutoModelForCausalLM.from_pretrained(ranks / stage / "final")
         assert not any(hasattr(p, "device_mesh") for p in model.parameters())
@@ -121,7 +122,7 @@ def test_ddp_gives_the_single_process_losses_and_resumes_in_one_process(files, t
                 _sft(files, ranks / "sft", *STEPS, "parallel=ddp"),
                 _preference(files, ranks / "dpo", "parallel=ddp"),
                 _rlvr(files, ranks / "rlvr", "parallel=ddp"),
-                _sft(files, ranks / "lora", "max_steps=2", "lora=true", "eval_every=0", "parallel=ddp"),
+                _sft(files, ranks / "lora", "max_steps=2", "lora=true", "eval_every=0", "save_every=1", "parallel=ddp"),
             ],
             tmp_path,
         )
@@ -132,6 +133,9 @@ def test_ddp_gives_the_single_process_losses_and_resumes_in_one_process(files, t
     _check_preference_and_rlvr(ranks, one, "ddp")
     _assert_close(_curve(one / "lora", "loss", "grad_norm"), _curve(ranks / "lora", "loss", "grad_norm"), "ddp lora")
     assert not any("lora" in k for k in AutoModelForCausalLM.from_pretrained(ranks / "lora" / "final").state_dict())
+    saved = FileSystemReader(ranks / "lora" / "checkpoints" / "step_1" / "sharded").read_metadata().state_dict_metadata
+    weights = [k for k in saved if k.startswith("model.")]
+    assert weights and all("lora_" in k for k in weights)  # the adapters alone, never the frozen base
     trained = AutoModelForCausalLM.from_pretrained(ranks / "sft" / "final").state_dict()
     alone = AutoModelForCausalLM.from_pretrained(one / "sft" / "final").state_dict()
     assert max(float((trained[k] - alone[k]).abs().max()) for k in alone) < 1e-4

@@ -328,6 +328,13 @@ def test_the_demo_recipe_resolves(tmp_path, posttrain_cli, monkeypatch):
     assert "model: smollm2-135m-instruct" in blocks["answers"]
 
 
+def test_the_demo_command_runs_the_demo_recipe(tmp_path, posttrain_cli, monkeypatch):
+    monkeypatch.chdir(REPO)  # `posttrain demo` is `posttrain run recipes/demo.yaml`; its dry run prints the same plan
+    dry = posttrain_cli("demo", "--output", str(tmp_path / "demo"), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "[grpo] stage=rlvr from=dpo action=run" in dry.stdout and not (tmp_path / "demo").exists()
+
+
 def test_the_redteam_recipe_resolves(tmp_path, posttrain_cli, monkeypatch):
     monkeypatch.chdir(REPO)  # in-process through the CLI's `main`: a dry run only prints the resolved plan
     dry = posttrain_cli("run", str(REPO / "recipes" / "redteam.yaml"), "--output", str(tmp_path / "rt"), "--dry-run")

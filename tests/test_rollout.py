@@ -162,3 +162,15 @@ def test_make_sampler_falls_back_for_other_architectures(tiny):
         assert isinstance(make_sampler(model, tokenizer), HFSampler)
     finally:
         model.config.model_type = "llama"
+
+
+def test_vllm_row_seeds_stay_below_int64_for_any_run_seed():
+    """vLLM takes int64 seeds (its server validates them; its torch generators overflow above): RLVR's step seeds
+    (seed * 1_000_003 + step * 17) reach 1e17 for a run seed of 1e11, and rows of one call must still differ."""
+    from posttrain.rollout.vllm import row_seed
+
+    for run_seed in (0, 93, 185, 10**11):
+        step_seed = run_seed * 1_000_003 + 50 * 17
+        seeds = {row_seed(step_seed, turn) + row for turn in range(3) for row in range(64)}
+        assert len(seeds) == 3 * 64 and max(seeds) < 2**63 - 2**20
+        torch.Generator().manual_seed(max(seeds))

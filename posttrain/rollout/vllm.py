@@ -50,6 +50,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from posttrain.distributed import world_size
 from posttrain.models import merged_copy
 from posttrain.render import render_prompt
 from posttrain.rollout import ContinueWith, SamplingParams, Transcript, Turn, end_token_ids, regenerated_turns
@@ -72,8 +73,9 @@ def import_vllm():
 
 def row_seed(seed: int, turn: int) -> int:
     """The seed of row 0 of a turn; row r gets this + r. Spread out so that calls with nearby seeds, and the turns of
-    one call, never share a row's seed (unless a call has over a million rows)."""
-    return (seed * 100_003 + turn) * 1_000_003
+    one call, never share a row's seed (unless a call has over a million rows); below 2**62, since vLLM takes int64
+    seeds (its server validates them, its generators overflow above) and adds child indices to them."""
+    return (seed * 100_003 + turn) * 1_000_003 % 2**62
 
 
 Drawn = tuple[list[int], list[float]]  # one generated sequence: its ids and their log-probs
@@ -193,6 +195,9 @@ class VLLMSampler(DrawingSampler):
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gpu_memory: float = 0.3,
                  max_model_len: int | None = None, progress: str = ""):  # fmt: skip
+        if world_size() > 1:
+            raise NotImplementedError("sampler=vllm runs vLLM's engine in the training process: one process only; "
+                                      "under torchrun, sample from a vllm serve (sampler=vllm-server)")  # fmt: skip
         vllm = import_vllm()
         from vllm.platforms import current_platform
 

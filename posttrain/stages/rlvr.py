@@ -216,8 +216,8 @@ def _check(config: RLVRConfig) -> None:
         raise ValueError(f"loss must be one of {', '.join(POLICY_LOSSES)}, got {config.loss!r}")
     if config.advantage != "auto" and config.advantage not in ADVANTAGES:
         raise ValueError(f"advantage must be auto or one of {', '.join(ADVANTAGES)}, got {config.advantage!r}")
-    if config.temperature <= 0:
-        raise ValueError("temperature must be > 0: RL samples, and the loss divides the logits by it")
+    if config.temperature <= 0 or config.tis_cap < 0:
+        raise ValueError("temperature must be > 0 (RL samples; the loss divides the logits by it), tis_cap >= 0")
     if config.samples_per_prompt < 2:
         raise ValueError("samples_per_prompt must be at least 2: a group of one has no baseline")
     if config.env not in ENVS:

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
-from posttrain.distributed import barrier, is_initialized, is_main
+from posttrain.distributed import barrier, is_initialized, is_main, is_sharded
 from posttrain.io import atomic_directory
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+TRAINABLE = StateDictOptions(ignore_frozen_params=True, strict=False)  # under LoRA, the adapters alone
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -49,8 +50,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # the devices both runs see (a rank sees one under torchrun)
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def save_checkpoint(
@@ -93,7 +95,7 @@ def _save_sharded(root: Path, final: Path, model, optimizer, scheduler, state: d
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    model_state, optimizer_state = get_state_dict(model, optimizer)
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=TRAINABLE)
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp / "sharded")
     if is_main():
         _save_rest(tmp, scheduler, state)
@@ -121,10 +123,14 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and RNGs from `path`; returns the stage state it saved."""
     if (path / "sharded").is_dir():
-        model_state, optimizer_state = get_state_dict(model, optimizer)
+        model_state, optimizer_state = get_state_dict(model, optimizer, options=TRAINABLE)
         saved = {"model": model_state, "optimizer": optimizer_state}
         dcp.load(saved, checkpoint_id=path / "sharded", no_dist=not is_initialized())  # resharded for this run's ranks
-        set_state_dict(model, optimizer, model_state_dict=saved["model"], optim_state_dict=saved["optimizer"])
+        set_state_dict(model, optimizer, model_state_dict=saved["model"], optim_state_dict=saved["optimizer"],
+                       options=TRAINABLE)  # fmt: skip
+    elif is_sharded(model):
+        raise ValueError(f"{path}: a one-process checkpoint cannot be loaded into FSDP2's shards; resume it with "
+                         "parallel=none or parallel=ddp")  # fmt: skip
     else:
         _load_trainable(path, model, optimizer)
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
