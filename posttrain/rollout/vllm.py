@@ -104,6 +104,18 @@ def completion(tokenizer: PreTrainedTokenizerBase, eos_ids: frozenset[int], prom
     )
 
 
+def sampling_fields(params: SamplingParams, n: int, seed: int, eos_ids: frozenset[int]) -> dict:
+    """The sampling fields both vLLM backends send for one prompt (vLLM's names): greedy as temperature 0 without
+    top-p/top-k, the sampled token's log-prob only, the end ids as stop ids."""
+    greedy = params.temperature <= 0
+    return {
+        "n": n, "seed": seed, "max_tokens": params.max_new_tokens, "temperature": max(params.temperature, 0.0),
+        "top_p": 1.0 if greedy else params.top_p, "top_k": 0 if greedy else params.top_k, "logprobs": 0,
+        "stop_token_ids": sorted(eos_ids),
+        "skip_special_tokens": False,  # stop strings are matched on the text with special tokens, as HF's are
+    }  # fmt: skip
+
+
 @functools.cache
 def warn_narrowed_logprobs() -> None:
     """Say once that vLLM's log-probs under top-k or top-p are those of the narrowed distribution."""
@@ -239,10 +251,5 @@ class VLLMSampler(DrawingSampler):
         """vLLM's sampling parameters for one request; vLLM's own text is only needed to spot stop strings."""
         from vllm import SamplingParams as VLLMParams
 
-        greedy = params.temperature <= 0
-        return VLLMParams(
-            n=n, seed=seed, max_tokens=params.max_new_tokens, temperature=max(params.temperature, 0.0),
-            top_p=1.0 if greedy else params.top_p, top_k=0 if greedy else params.top_k, logprobs=0,
-            stop_token_ids=sorted(self.eos_ids), stop=list(params.stop) or None, detokenize=bool(params.stop),
-            skip_special_tokens=False,  # stop strings are matched on the text with special tokens, as HF's are
-        )  # fmt: skip
+        fields = sampling_fields(params, n, seed, self.eos_ids)
+        return VLLMParams(**fields, stop=list(params.stop) or None, detokenize=bool(params.stop))

@@ -54,7 +54,7 @@ from posttrain.distributed import barrier, is_main
 from posttrain.io import atomic_directory
 from posttrain.models import merged_copy
 from posttrain.rollout import SamplingParams, end_token_ids
-from posttrain.rollout.vllm import DrawingSampler, Drawn
+from posttrain.rollout.vllm import DrawingSampler, Drawn, sampling_fields
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "token_id:"  # how `return_tokens_as_token_ids` names each sampled token
@@ -130,14 +130,10 @@ class VLLMServerSampler(DrawingSampler):
     def _body(self, prompt: list[int], params: SamplingParams, n: int, seed: int) -> dict[str, Any]:
         """One /v1/completions request. Every sampling field is set, so that none comes from the server's defaults
         (which follow the model's generation config)."""
-        greedy = params.temperature <= 0
         return {
-            "model": self.served, "prompt": prompt, "n": n, "seed": seed, "max_tokens": params.max_new_tokens,
-            "temperature": max(params.temperature, 0.0), "top_p": 1.0 if greedy else params.top_p,
-            "top_k": 0 if greedy else params.top_k, "min_p": 0.0, "repetition_penalty": 1.0,
-            "presence_penalty": 0.0, "frequency_penalty": 0.0, "logprobs": 0, "return_tokens_as_token_ids": True,
-            "stop_token_ids": sorted(self.eos_ids), "stop": list(params.stop),
-            "skip_special_tokens": False,  # stop strings are matched on the text with special tokens, as HF's are
+            "model": self.served, "prompt": prompt, **sampling_fields(params, n, seed, self.eos_ids),
+            "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+            "return_tokens_as_token_ids": True, "stop": list(params.stop),
         }  # fmt: skip
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None,
